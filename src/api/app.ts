@@ -1,0 +1,101 @@
+import fs from 'node:fs';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
+import type { Config } from '../config.js';
+import type { Ingestor } from '../ingest/ingestor.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ProjectDirectory } from '../projects/projects.js';
+import type { Store } from '../store/database.js';
+import { requireProjectSecret } from './auth.js';
+import { installApiErrorHandler } from './errors.js';
+import { ingestRoutes } from './ingest-routes.js';
+import { eventRoutes } from './management/events.js';
+import { profileRoutes } from './management/profiles.js';
+
+export interface AppContext {
+  config: Config;
+  store: Store;
+  projects: ProjectDirectory;
+  ingestor: Ingestor;
+  metrics: Metrics;
+}
+
+const VERSION = '0.1.0';
+
+export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
+  const { config, metrics } = ctx;
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    // Per-request log lines would dominate the ingestion hot path; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { ignoreTrailingSlash: true },
+    trustProxy: config.trustProxy,
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    ...(config.tls
+      ? { https: { cert: fs.readFileSync(config.tls.certFile), key: fs.readFileSync(config.tls.keyFile) } }
+      : {}),
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.requestDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'cohortcast',
+        version: VERSION,
+        description:
+          'Mixpanel-compatible ingestion at the root (/track, /engage, /groups, /import) and the management API under /api/v1. ' +
+          'The management API takes the project secret: `Authorization: Bearer SECRET` or Basic auth with the secret as username.',
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'The project secret' },
+          basic: { type: 'http', scheme: 'basic', description: 'The project secret as username, empty password' },
+        },
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/api/docs' });
+
+  await app.register(ingestRoutes, { ingestor: ctx.ingestor, projects: ctx.projects, limits: config.ingest, metrics });
+
+  await app.register(
+    async (api) => {
+      installApiErrorHandler(api);
+      api.addHook('onRoute', (route) => {
+        route.schema = { ...route.schema, security: [{ bearer: [] }, { basic: [] }] };
+      });
+      api.addHook('preHandler', requireProjectSecret(ctx.projects));
+      const paging = { store: ctx.store, ...config.api };
+      await api.register(profileRoutes, paging);
+      await api.register(eventRoutes, paging);
+    },
+    { prefix: '/api/v1' },
+  );
+
+  app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get('/healthz', { schema: { tags: ['Operations'], summary: 'Liveness and database reachability' } }, async (_request, reply) => {
+    try {
+      await sql`select 1`.execute(ctx.store.db);
+      return { status: 'ok', database: ctx.store.dialect };
+    } catch (err) {
+      return reply.code(503).send({ status: 'unavailable', database: ctx.store.dialect, error: (err as Error).message });
+    }
+  });
+
+  app.get('/metrics', { schema: { tags: ['Operations'], summary: 'Prometheus metrics' } }, async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+
+  return app;
+}

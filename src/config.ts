@@ -1,0 +1,123 @@
+import path from 'node:path';
+
+/**
+ * One typed configuration object, built from the environment and command-line flags.
+ * Every duration and limit the service obeys lives here, so tests can shrink them.
+ */
+export interface Config {
+  host: string;
+  port: number;
+  /** Folder of the embedded SQLite database (ignored when databaseUrl is set). */
+  dataDir: string;
+  /** postgres://… selects PostgreSQL; undefined means embedded SQLite under dataDir. */
+  databaseUrl: string | undefined;
+  tls: { certFile: string; keyFile: string } | undefined;
+  logLevel: string;
+  /** Take the client address from X-Forwarded-For (behind a reverse proxy). */
+  trustProxy: boolean;
+  sqlite: {
+    /** NORMAL survives a process crash (kill -9) without loss; FULL also survives power loss. */
+    synchronous: 'NORMAL' | 'FULL';
+    busyTimeoutMs: number;
+  };
+  postgres: { poolSize: number; statementTimeoutMs: number };
+  ingest: IngestLimits;
+  /** How long a token or secret lookup is cached in memory. */
+  projectCacheTtlMs: number;
+  api: { defaultPageSize: number; maxPageSize: number };
+  /** Server-side timeouts: a client that stalls mid-request is cut off. */
+  http: { requestTimeoutMs: number; keepAliveTimeoutMs: number };
+}
+
+/** Mixpanel's documented ingestion limits, as defaults. */
+export interface IngestLimits {
+  maxEventsPerRequest: number;
+  maxEventBytes: number;
+  /** Largest uncompressed body of any ingestion request (Mixpanel: 10 MB for /import). */
+  maxBodyBytes: number;
+  maxPropertiesPerEvent: number;
+  maxEventNameLength: number;
+  maxInsertIdLength: number;
+  /** /import refuses events dated earlier than this (ms since epoch; Mixpanel: 1971-01-01). */
+  importEarliestTimeMs: number;
+  /** /import refuses events dated further than this into the future (Mixpanel: one hour). */
+  importMaxFutureMs: number;
+}
+
+export const defaultIngestLimits: IngestLimits = {
+  maxEventsPerRequest: 2000,
+  maxEventBytes: 1024 * 1024,
+  maxBodyBytes: 10 * 1024 * 1024,
+  maxPropertiesPerEvent: 255,
+  maxEventNameLength: 255,
+  maxInsertIdLength: 36,
+  importEarliestTimeMs: Date.UTC(1971, 0, 1),
+  importMaxFutureMs: 60 * 60 * 1000,
+};
+
+export interface ConfigOverrides {
+  host?: string;
+  port?: number;
+  dataDir?: string;
+  databaseUrl?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+function intFromEnv(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) {
+    throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
+  }
+  return value;
+}
+
+export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.env): Config {
+  const tlsCert = overrides.tlsCert ?? env.COHORTCAST_TLS_CERT;
+  const tlsKey = overrides.tlsKey ?? env.COHORTCAST_TLS_KEY;
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) {
+    throw new Error('HTTPS needs both --tls-cert and --tls-key');
+  }
+  const synchronous = (env.COHORTCAST_SQLITE_SYNCHRONOUS ?? 'NORMAL').toUpperCase();
+  if (synchronous !== 'NORMAL' && synchronous !== 'FULL') {
+    throw new Error(`COHORTCAST_SQLITE_SYNCHRONOUS must be NORMAL or FULL, got "${synchronous}"`);
+  }
+  const port = overrides.port ?? intFromEnv(env, 'COHORTCAST_PORT', 8080);
+  if (port > 65535) throw new Error(`port must be at most 65535, got ${port}`);
+  return {
+    host: overrides.host ?? env.COHORTCAST_HOST ?? '127.0.0.1',
+    port,
+    dataDir: path.resolve(overrides.dataDir ?? env.COHORTCAST_DATA_DIR ?? '.cohortcast'),
+    databaseUrl: overrides.databaseUrl ?? (env.DATABASE_URL || undefined),
+    tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
+    logLevel: env.COHORTCAST_LOG_LEVEL ?? 'info',
+    trustProxy: env.COHORTCAST_TRUST_PROXY === 'true',
+    sqlite: {
+      synchronous,
+      busyTimeoutMs: intFromEnv(env, 'COHORTCAST_SQLITE_BUSY_TIMEOUT_MS', 5000),
+    },
+    postgres: {
+      poolSize: intFromEnv(env, 'COHORTCAST_PG_POOL_SIZE', 10),
+      statementTimeoutMs: intFromEnv(env, 'COHORTCAST_PG_STATEMENT_TIMEOUT_MS', 30000),
+    },
+    ingest: {
+      ...defaultIngestLimits,
+      maxEventsPerRequest: intFromEnv(env, 'COHORTCAST_MAX_EVENTS_PER_REQUEST', defaultIngestLimits.maxEventsPerRequest),
+      maxEventBytes: intFromEnv(env, 'COHORTCAST_MAX_EVENT_BYTES', defaultIngestLimits.maxEventBytes),
+      maxBodyBytes: intFromEnv(env, 'COHORTCAST_MAX_BODY_BYTES', defaultIngestLimits.maxBodyBytes),
+    },
+    projectCacheTtlMs: intFromEnv(env, 'COHORTCAST_PROJECT_CACHE_TTL_MS', 10000),
+    api: {
+      defaultPageSize: intFromEnv(env, 'COHORTCAST_API_DEFAULT_PAGE_SIZE', 100),
+      maxPageSize: intFromEnv(env, 'COHORTCAST_API_MAX_PAGE_SIZE', 1000),
+    },
+    http: {
+      requestTimeoutMs: intFromEnv(env, 'COHORTCAST_HTTP_REQUEST_TIMEOUT_MS', 60000),
+      keepAliveTimeoutMs: intFromEnv(env, 'COHORTCAST_HTTP_KEEP_ALIVE_TIMEOUT_MS', 72000),
+    },
+  };
+}

@@ -1,0 +1,172 @@
+import type { IngestLimits } from '../config.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Project, ProjectDirectory } from '../projects/projects.js';
+import type { Store } from '../store/database.js';
+import { createIngestWriter, type EventBatch, type IngestWriter } from '../store/ingest-writer.js';
+import { updateGroupProfiles, updateUserProfiles } from '../store/profile-writer.js';
+import { IngestError, type RecordError } from './errors.js';
+import { normalizeEvent, type Normalized, type NormalizedEvent } from './events.js';
+import { applyUpdate, parseGroupUpdate, parseUserUpdate, type ProfileUpdate } from './profile-ops.js';
+
+export type Endpoint = 'track' | 'import' | 'engage' | 'groups';
+
+export interface BatchOutcome {
+  /** Records stored or applied (for events: new ones plus duplicates already stored). */
+  accepted: number;
+  /** Events that were new (duplicates excluded); for profile updates, equal to accepted. */
+  stored: number;
+  errors: RecordError[];
+}
+
+const asParsed = (r: Normalized) => (r.ok ? { ok: true as const, update: r.event } : r);
+
+const TOKEN_FIELD = { track: 'properties.token', engage: '$token', groups: '$token' } as const;
+
+/**
+ * Mixpanel-compatible ingestion, independent of HTTP: validates records, finds their
+ * project, and stores what is valid in one transaction per request. Invalid records are
+ * reported back, never half-applied.
+ */
+export class Ingestor {
+  readonly #writer: IngestWriter;
+
+  constructor(
+    private readonly store: Store,
+    private readonly projects: ProjectDirectory,
+    private readonly limits: IngestLimits,
+    private readonly metrics: Metrics,
+  ) {
+    this.#writer = createIngestWriter(store);
+  }
+
+  /** /track: each event names its project by its token. */
+  async track(records: unknown[], opts: { ip?: string } = {}): Promise<BatchOutcome> {
+    const now = Date.now();
+    const errors: RecordError[] = [];
+    const ctx = { mode: 'track', now, limits: this.limits, requireInsertId: false, ip: opts.ip } as const;
+    const valid = this.#parse(records, (r, i) => asParsed(normalizeEvent(r, i, ctx)), errors);
+    const byProject = await this.#groupByToken(valid, 'track', (e) => e.update.token, errors, (e) => e.index);
+    return this.#storeEvents('track', byProject, errors, now);
+  }
+
+  /** /import: the project comes from the request's credentials; tokens in records are ignored. */
+  async importEvents(project: Project, records: unknown[], opts: { strict: boolean; ip?: string }): Promise<BatchOutcome> {
+    const now = Date.now();
+    const errors: RecordError[] = [];
+    const ctx = { mode: 'import', now, limits: this.limits, requireInsertId: opts.strict, ip: opts.ip } as const;
+    const valid = this.#parse(records, (r, i) => asParsed(normalizeEvent(r, i, ctx)), errors);
+    return this.#storeEvents('import', new Map([[project.id, valid]]), errors, now);
+  }
+
+  async engage(records: unknown[]): Promise<BatchOutcome> {
+    const now = Date.now();
+    const errors: RecordError[] = [];
+    const parsed = this.#parse(records, (r, i) => parseUserUpdate(r, i, now), errors);
+    const byProject = await this.#groupByToken(parsed, 'engage', (u) => u.update.token, errors, (u) => u.index);
+    let applied = 0;
+    for (const [projectId, updates] of byProject) {
+      await updateUserProfiles(
+        this.store,
+        projectId,
+        updates.map(({ update }) => ({ distinctId: update.distinctId, ignoreAlias: update.ignoreAlias, change: (cur) => applyUpdate(cur, update) })),
+        now,
+      );
+      applied += this.#countOps('user', updates);
+    }
+    return this.#finish('engage', applied, applied, errors);
+  }
+
+  async groups(records: unknown[]): Promise<BatchOutcome> {
+    const now = Date.now();
+    const errors: RecordError[] = [];
+    const parsed = this.#parse(records, (r, i) => parseGroupUpdate(r, i, now), errors);
+    const byProject = await this.#groupByToken(parsed, 'groups', (u) => u.update.token, errors, (u) => u.index);
+    let applied = 0;
+    for (const [projectId, updates] of byProject) {
+      await updateGroupProfiles(
+        this.store,
+        projectId,
+        updates.map(({ update }) => ({ groupKey: update.groupKey, groupId: update.groupId, change: (cur) => applyUpdate(cur, update) })),
+        now,
+      );
+      applied += this.#countOps('group', updates);
+    }
+    return this.#finish('groups', applied, applied, errors);
+  }
+
+  #parse<T>(
+    records: unknown[],
+    parse: (r: unknown, i: number) => { ok: true; update: T } | { ok: false; error: RecordError },
+    errors: RecordError[],
+  ): { index: number; update: T }[] {
+    const out: { index: number; update: T }[] = [];
+    records.forEach((record, index) => {
+      const r = parse(record, index);
+      if (r.ok) out.push({ index, update: r.update });
+      else errors.push(r.error);
+    });
+    return out;
+  }
+
+  #countOps(kind: 'user' | 'group', updates: { update: ProfileUpdate }[]): number {
+    for (const { update } of updates) for (const { op } of update.ops) this.metrics.profileUpdates.inc({ kind, operation: op });
+    return updates.length;
+  }
+
+  /** Splits records by the project their token names; unknown tokens become record errors. */
+  async #groupByToken<T>(
+    items: T[],
+    endpoint: keyof typeof TOKEN_FIELD,
+    tokenOf: (item: T) => string | undefined,
+    errors: RecordError[],
+    indexOf: (item: T) => number,
+  ): Promise<Map<number, T[]>> {
+    const byProject = new Map<number, T[]>();
+    const field = TOKEN_FIELD[endpoint];
+    for (const item of items) {
+      const token = tokenOf(item);
+      const project = token ? await this.projects.byToken(token) : undefined;
+      if (!project) {
+        const message = token ? `${field} "${token}" is not the token of any project` : `${field} is missing: every record must carry the project token`;
+        errors.push({ index: indexOf(item), field, message });
+        continue;
+      }
+      const list = byProject.get(project.id);
+      if (list) list.push(item);
+      else byProject.set(project.id, [item]);
+    }
+    const tokenErrors = errors.filter((e) => e.field === field).length;
+    if (byProject.size === 0 && tokenErrors > 0 && tokenErrors === errors.length) {
+      this.metrics.requestsRejected.inc({ endpoint, reason: 'invalid_token' });
+      throw new IngestError('invalid_token', errors[0]!.message);
+    }
+    return byProject;
+  }
+
+  async #storeEvents(
+    endpoint: 'track' | 'import',
+    byProject: Map<number, { update: NormalizedEvent }[]>,
+    errors: RecordError[],
+    now: number,
+  ) {
+    const batches: EventBatch[] = [];
+    let count = 0;
+    for (const [projectId, items] of byProject) {
+      if (items.length === 0) continue;
+      const events = items.map((i) => i.update);
+      count += events.length;
+      batches.push({ projectId, events, aliases: events.flatMap((e) => (e.alias ? [e.alias] : [])) });
+    }
+    const { inserted, duplicates } = batches.length ? await this.#writer.writeEvents(batches, now) : { inserted: 0, duplicates: 0 };
+    this.metrics.eventsIngested.inc({ endpoint }, inserted);
+    if (duplicates) this.metrics.eventsDuplicate.inc({ endpoint }, duplicates);
+    return this.#finish(endpoint, count, inserted, errors);
+  }
+
+  #finish(endpoint: Endpoint, accepted: number, stored: number, errors: RecordError[]): BatchOutcome {
+    errors.sort((a, b) => a.index - b.index);
+    for (const e of errors) this.metrics.recordsRejected.inc({ endpoint, field: e.field });
+    if (errors.length) this.metrics.requestsRejected.inc({ endpoint, reason: 'invalid_records' });
+    return { accepted, stored, errors };
+  }
+}

@@ -1,0 +1,174 @@
+import type { Properties } from '../store/profile-writer.js';
+import type { RecordError } from './errors.js';
+import { toMillis } from './events.js';
+
+/** The operations of Mixpanel's /engage, in the order they are applied when one update holds several. */
+export const USER_OPERATIONS = ['$set', '$set_once', '$add', '$append', '$union', '$remove', '$unset', '$delete'] as const;
+/** /groups accepts the same minus $add and $append. */
+export const GROUP_OPERATIONS = ['$set', '$set_once', '$union', '$remove', '$unset', '$delete'] as const;
+export type Operation = (typeof USER_OPERATIONS)[number];
+
+/** Keys of an update object that are not operations. */
+const USER_MODIFIERS = new Set(['$token', 'token', '$distinct_id', '$ip', '$time', '$ignore_time', '$ignore_alias', '$device_id', '$user_id']);
+const GROUP_MODIFIERS = new Set(['$token', 'token', '$group_key', '$group_id', '$ip', '$time', '$ignore_time']);
+
+export interface ProfileUpdate {
+  token: string | undefined;
+  ops: { op: Operation; value: unknown }[];
+  /** When $last_seen is set to (ms), or null with $ignore_time. */
+  touchedAt: number | null;
+  ignoreAlias: boolean;
+}
+export interface UserUpdate extends ProfileUpdate {
+  distinctId: string;
+}
+export interface GroupUpdate extends ProfileUpdate {
+  groupKey: string;
+  groupId: string;
+}
+
+type Parsed<T> = { ok: true; update: T } | { ok: false; error: RecordError };
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function checkValue(op: Operation, value: unknown): string | undefined {
+  switch (op) {
+    case '$delete':
+      return undefined;
+    case '$unset':
+      return Array.isArray(value) && value.every((k) => typeof k === 'string') ? undefined : `${op} takes a list of property names`;
+    default:
+      if (!isObject(value)) return `${op} takes an object of properties`;
+      if (op === '$add') {
+        const bad = Object.entries(value).find(([, v]) => typeof v !== 'number' || !Number.isFinite(v));
+        if (bad) return `$add takes numbers; "${bad[0]}" is not a number`;
+      }
+      if (op === '$union') {
+        const bad = Object.entries(value).find(([, v]) => !Array.isArray(v));
+        if (bad) return `$union takes lists; "${bad[0]}" is not a list`;
+      }
+      return undefined;
+  }
+}
+
+function parseCommon(
+  record: Record<string, unknown>,
+  index: number,
+  allowed: readonly Operation[],
+  modifiers: Set<string>,
+  now: number,
+): Parsed<ProfileUpdate> {
+  const fail = (field: string, message: string): Parsed<ProfileUpdate> => ({ ok: false, error: { index, field, message } });
+  const ops: ProfileUpdate['ops'] = [];
+  for (const key of Object.keys(record)) {
+    if (modifiers.has(key)) continue;
+    if (!(allowed as readonly string[]).includes(key)) {
+      return fail(key, `unknown operation "${key}"; use one of ${allowed.join(', ')}`);
+    }
+    const problem = checkValue(key as Operation, record[key]);
+    if (problem) return fail(key, problem);
+  }
+  for (const op of allowed) if (op in record) ops.push({ op, value: record[op] });
+  if (ops.length === 0) return fail('$set', `an update needs one of ${allowed.join(', ')}`);
+  let touchedAt: number | null = now;
+  if (record.$ignore_time === true || record.$ignore_time === 'true') touchedAt = null;
+  else if (record.$time !== undefined) {
+    const ms = typeof record.$time === 'string' && Number.isNaN(Number(record.$time)) ? Date.parse(record.$time) : toMillis(record.$time);
+    if (ms === undefined || Number.isNaN(ms)) return fail('$time', '$time must be seconds or milliseconds since epoch, or an ISO date');
+    touchedAt = ms;
+  }
+  const token = record.$token ?? record.token;
+  return {
+    ok: true,
+    update: {
+      token: typeof token === 'string' ? token : undefined,
+      ops,
+      touchedAt,
+      ignoreAlias: record.$ignore_alias === true || record.$ignore_alias === 'true',
+    },
+  };
+}
+
+const idOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined);
+
+export function parseUserUpdate(record: unknown, index: number, now: number): Parsed<UserUpdate> {
+  if (!isObject(record)) return { ok: false, error: { index, field: '$distinct_id', message: 'each update must be a JSON object' } };
+  const distinctId = idOf(record.$distinct_id) ?? idOf(record.$user_id) ?? (idOf(record.$device_id) ? `$device:${idOf(record.$device_id)}` : undefined);
+  if (distinctId === undefined || distinctId === '') {
+    return { ok: false, error: { index, field: '$distinct_id', message: "'$distinct_id' is required (a non-empty string)" } };
+  }
+  const parsed = parseCommon(record, index, USER_OPERATIONS, USER_MODIFIERS, now);
+  return parsed.ok ? { ok: true, update: { ...parsed.update, distinctId } } : parsed;
+}
+
+export function parseGroupUpdate(record: unknown, index: number, now: number): Parsed<GroupUpdate> {
+  if (!isObject(record)) return { ok: false, error: { index, field: '$group_key', message: 'each update must be a JSON object' } };
+  const groupKey = idOf(record.$group_key);
+  const groupId = idOf(record.$group_id);
+  if (!groupKey) return { ok: false, error: { index, field: '$group_key', message: "'$group_key' is required (a non-empty string)" } };
+  if (groupId === undefined || groupId === '') {
+    return { ok: false, error: { index, field: '$group_id', message: "'$group_id' is required (a non-empty string or number)" } };
+  }
+  const parsed = parseCommon(record, index, GROUP_OPERATIONS, GROUP_MODIFIERS, now);
+  return parsed.ok ? { ok: true, update: { ...parsed.update, groupKey, groupId, touchedAt: null } } : parsed;
+}
+
+const same = (a: unknown, b: unknown) => a === b || JSON.stringify(a) === JSON.stringify(b);
+
+/** Mixpanel's $last_seen format: ISO 8601 in UTC, to the second, without a zone suffix. */
+export const mixpanelDate = (ms: number) => new Date(ms).toISOString().slice(0, 19);
+
+/**
+ * Applies an update to a profile's properties exactly as Mixpanel defines the operations.
+ * `current` null means no profile; the result null means no profile (deleted or never made).
+ */
+export function applyUpdate(current: Properties | null, update: ProfileUpdate): Properties | null {
+  let props: Properties | null = current ? { ...current } : null;
+  for (const { op, value } of update.ops) {
+    if (op === '$delete') return null;
+    if (op === '$unset') {
+      if (props) for (const key of value as string[]) delete props[key];
+      continue;
+    }
+    const entries = Object.entries(value as Properties);
+    if (op === '$remove') {
+      if (!props) continue;
+      for (const [k, v] of entries) {
+        const list = props[k];
+        if (Array.isArray(list)) props[k] = list.filter((item) => !same(item, v));
+      }
+      continue;
+    }
+    props ??= {};
+    for (const [k, v] of entries) {
+      const existing = props[k];
+      switch (op) {
+        case '$set':
+          props[k] = v;
+          break;
+        case '$set_once':
+          if (!(k in props)) props[k] = v;
+          break;
+        case '$add':
+          if (existing === undefined) props[k] = v;
+          else if (typeof existing === 'number') props[k] = existing + (v as number);
+          break;
+        case '$append':
+          if (existing === undefined) props[k] = [v];
+          else if (Array.isArray(existing)) props[k] = [...existing, v];
+          break;
+        case '$union': {
+          const base = existing === undefined ? [] : existing;
+          if (!Array.isArray(base)) break;
+          const merged = [...base];
+          for (const item of v as unknown[]) if (!merged.some((m) => same(m, item))) merged.push(item);
+          props[k] = merged;
+          break;
+        }
+      }
+    }
+  }
+  const explicit = update.ops.some((o) => o.op === '$set' && '$last_seen' in (o.value as Properties));
+  if (props && update.touchedAt !== null && !explicit) props.$last_seen = mixpanelDate(update.touchedAt);
+  return props;
+}

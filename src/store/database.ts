@@ -1,0 +1,86 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import pg from 'pg';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import type { Config } from '../config.js';
+import type { Database } from './schema.js';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+interface StoreBase {
+  db: Kysely<Database>;
+  /** Where the data lives, for logs (never includes a password). */
+  location: string;
+  close(): Promise<void>;
+}
+export interface SqliteStore extends StoreBase {
+  dialect: 'sqlite';
+  /** The one connection Kysely also uses; touch it only inside `db.connection()`. */
+  raw: BetterSqlite3.Database;
+}
+export interface PostgresStore extends StoreBase {
+  dialect: 'postgres';
+  pool: pg.Pool;
+}
+export type Store = SqliteStore | PostgresStore;
+
+export function sqliteFile(dataDir: string): string {
+  return path.join(dataDir, 'cohortcast.db');
+}
+
+function openSqlite(config: Config): SqliteStore {
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  const file = sqliteFile(config.dataDir);
+  const raw = new BetterSqlite3(file);
+  raw.pragma('journal_mode = WAL');
+  raw.pragma(`synchronous = ${config.sqlite.synchronous}`);
+  raw.pragma(`busy_timeout = ${config.sqlite.busyTimeoutMs}`);
+  raw.pragma('foreign_keys = ON');
+  raw.pragma('cache_size = -65536');
+  raw.pragma('temp_store = MEMORY');
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+  return {
+    dialect: 'sqlite',
+    db,
+    raw,
+    location: file,
+    // Kysely's destroy closes the better-sqlite3 handle it was given.
+    close: () => db.destroy(),
+  };
+}
+
+// int8 (counts, ids, millisecond times) as numbers: every value we store fits in 2^53.
+const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 20) return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'postgres://(unparsable url)';
+  }
+}
+
+function openPostgres(config: Config, url: string): PostgresStore {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: config.postgres.poolSize,
+    types: pgTypes,
+    statement_timeout: config.postgres.statementTimeoutMs,
+  });
+  // An idle client losing its server must not crash the process; the pool replaces it.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { dialect: 'postgres', db, pool, location: redactUrl(url), close: () => db.destroy() };
+}
+
+export function openStore(config: Config): Store {
+  return config.databaseUrl ? openPostgres(config, config.databaseUrl) : openSqlite(config);
+}

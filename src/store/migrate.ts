@@ -1,0 +1,40 @@
+import { Migrator, sql, type Migration, type MigrationResultSet } from 'kysely';
+import type { Store } from './database.js';
+import { foundation } from './migrations/001_foundation.js';
+
+/** Ordered by name; never edit a migration that has shipped, add the next one. */
+function migrations(store: Store): Record<string, Migration> {
+  return {
+    '001_foundation': foundation(store.dialect),
+  };
+}
+
+// Any fixed number: processes starting together on one PostgreSQL take turns migrating.
+const MIGRATION_LOCK = 0x636f686f;
+
+export async function migrateToLatest(store: Store): Promise<MigrationResultSet> {
+  const migrator = new Migrator({
+    db: store.db,
+    provider: { getMigrations: async () => migrations(store) },
+  });
+  if (store.dialect === 'sqlite') return check(await migrator.migrateToLatest());
+  // Kysely creates its bookkeeping tables before it locks, which races between
+  // processes; a session advisory lock around the whole run closes that gap.
+  return store.db.connection().execute(async (conn) => {
+    await sql`select pg_advisory_lock(${MIGRATION_LOCK})`.execute(conn);
+    try {
+      return check(await migrator.migrateToLatest());
+    } finally {
+      await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(conn);
+    }
+  });
+}
+
+function check(result: MigrationResultSet): MigrationResultSet {
+  if (result.error) {
+    const failed = result.results?.find((r) => r.status === 'Error');
+    const cause = result.error instanceof Error ? result.error.message : String(result.error);
+    throw new Error(`migration ${failed?.migrationName ?? '(setup)'} failed: ${cause}`);
+  }
+  return result;
+}

@@ -1,0 +1,133 @@
+import { sql, type Transaction } from 'kysely';
+import type { Store } from './database.js';
+import { readJson, type Database } from './schema.js';
+
+export type Properties = Record<string, unknown>;
+
+/** Turns a profile's properties (null: no profile) into its next state (null: deleted). */
+export type ProfileChange = (current: Properties | null) => Properties | null;
+
+export interface UserProfileUpdate {
+  distinctId: string;
+  /** $ignore_alias: apply to this exact distinct_id even if it is an alias. */
+  ignoreAlias: boolean;
+  change: ProfileChange;
+}
+
+export interface GroupProfileUpdate {
+  groupKey: string;
+  groupId: string;
+  change: ProfileChange;
+}
+
+interface Row {
+  properties: Properties | null;
+  existed: boolean;
+}
+
+/** Applies the changes in order; returns the rows whose state changed, by key. */
+function applyInOrder<U extends { change: ProfileChange }>(
+  updates: U[],
+  keyOf: (u: U) => string,
+  current: Map<string, Properties>,
+): Map<string, Row> {
+  const rows = new Map<string, Row>();
+  for (const u of updates) {
+    const key = keyOf(u);
+    let row = rows.get(key);
+    if (!row) {
+      const existing = current.get(key);
+      row = { properties: existing ?? null, existed: existing !== undefined };
+      rows.set(key, row);
+    }
+    row.properties = u.change(row.properties);
+  }
+  return rows;
+}
+
+/** On PostgreSQL, serialise writers of the same profiles across processes (sorted: no deadlock). */
+async function lockKeys(store: Store, trx: Transaction<Database>, keys: string[]) {
+  if (store.dialect !== 'postgres' || keys.length === 0) return;
+  await sql`select pg_advisory_xact_lock(hashtextextended(k, 0)) from unnest(${[...keys].sort()}::text[]) as k order by k`.execute(trx);
+}
+
+export async function updateUserProfiles(store: Store, projectId: number, updates: UserProfileUpdate[], now: number) {
+  if (updates.length === 0) return;
+  await store.db.transaction().execute(async (trx) => {
+    const aliased = [...new Set(updates.filter((u) => !u.ignoreAlias).map((u) => u.distinctId))];
+    const aliasOf = new Map<string, string>();
+    if (aliased.length > 0) {
+      const rows = await trx
+        .selectFrom('aliases')
+        .select(['alias', 'distinct_id'])
+        .where('project_id', '=', projectId)
+        .where('alias', 'in', aliased)
+        .execute();
+      for (const r of rows) aliasOf.set(r.alias, r.distinct_id);
+    }
+    const resolved = updates.map((u) => ({ ...u, distinctId: u.ignoreAlias ? u.distinctId : (aliasOf.get(u.distinctId) ?? u.distinctId) }));
+    const ids = [...new Set(resolved.map((u) => u.distinctId))];
+    await lockKeys(store, trx, ids.map((id) => `profile:${projectId}:${id}`));
+    const existing = await trx
+      .selectFrom('profiles')
+      .select(['distinct_id', 'properties'])
+      .where('project_id', '=', projectId)
+      .where('distinct_id', 'in', ids)
+      .execute();
+    const current = new Map(existing.map((r) => [r.distinct_id, readJson<Properties>(r.properties)]));
+    for (const [distinctId, row] of applyInOrder(resolved, (u) => u.distinctId, current)) {
+      if (row.properties === null) {
+        if (row.existed) {
+          await trx.deleteFrom('profiles').where('project_id', '=', projectId).where('distinct_id', '=', distinctId).execute();
+        }
+        continue;
+      }
+      const properties = JSON.stringify(row.properties);
+      await trx
+        .insertInto('profiles')
+        .values({ project_id: projectId, distinct_id: distinctId, properties, created_at: now, updated_at: now })
+        .onConflict((oc) => oc.columns(['project_id', 'distinct_id']).doUpdateSet({ properties, updated_at: now }))
+        .execute();
+    }
+  });
+}
+
+export async function updateGroupProfiles(store: Store, projectId: number, updates: GroupProfileUpdate[], now: number) {
+  if (updates.length === 0) return;
+  const keyOf = (u: { groupKey: string; groupId: string }) => JSON.stringify([u.groupKey, u.groupId]);
+  await store.db.transaction().execute(async (trx) => {
+    const keys = [...new Set(updates.map(keyOf))];
+    await lockKeys(store, trx, keys.map((k) => `group:${projectId}:${k}`));
+    const current = new Map<string, Properties>();
+    for (const groupKey of new Set(updates.map((u) => u.groupKey))) {
+      const rows = await trx
+        .selectFrom('group_profiles')
+        .select(['group_id', 'properties'])
+        .where('project_id', '=', projectId)
+        .where('group_key', '=', groupKey)
+        .where('group_id', 'in', [...new Set(updates.filter((u) => u.groupKey === groupKey).map((u) => u.groupId))])
+        .execute();
+      for (const r of rows) current.set(keyOf({ groupKey, groupId: r.group_id }), readJson<Properties>(r.properties));
+    }
+    for (const [key, row] of applyInOrder(updates, keyOf, current)) {
+      const [groupKey, groupId] = JSON.parse(key) as [string, string];
+      if (row.properties === null) {
+        if (row.existed) {
+          await trx
+            .deleteFrom('group_profiles')
+            .where('project_id', '=', projectId)
+            .where('group_key', '=', groupKey)
+            .where('group_id', '=', groupId)
+            .execute();
+        }
+        continue;
+      }
+      const properties = JSON.stringify(row.properties);
+      await trx
+        .insertInto('group_profiles')
+        .values({ project_id: projectId, group_key: groupKey, group_id: groupId, properties, created_at: now, updated_at: now })
+        .onConflict((oc) => oc.columns(['project_id', 'group_key', 'group_id']).doUpdateSet({ properties, updated_at: now }))
+        .execute();
+    }
+  });
+}
