@@ -25,11 +25,15 @@ const SECONDS_BELOW = 1e11;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** The last millisecond of year 9999: later times have no ISO 8601 form that clients read. */
+export const MAX_TIME_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 /** Seconds or milliseconds (number or numeric string) to whole milliseconds; undefined if not a time. */
 export function toMillis(value: unknown): number | undefined {
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) return undefined;
-  return Math.round(n < SECONDS_BELOW ? n * 1000 : n);
+  const ms = Math.round(n < SECONDS_BELOW ? n * 1000 : n);
+  return ms <= MAX_TIME_MS ? ms : undefined;
 }
 
 function idString(v: unknown): string | undefined {

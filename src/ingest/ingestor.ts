@@ -123,9 +123,12 @@ export class Ingestor {
   ): Promise<Map<number, T[]>> {
     const byProject = new Map<number, T[]>();
     const field = TOKEN_FIELD[endpoint];
+    // A batch almost always names one token: look each distinct token up once.
+    const projectOf = new Map<string, Project | undefined>();
     for (const item of items) {
       const token = tokenOf(item);
-      const project = token ? await this.projects.byToken(token) : undefined;
+      if (token && !projectOf.has(token)) projectOf.set(token, await this.projects.byToken(token));
+      const project = token ? projectOf.get(token) : undefined;
       if (!project) {
         const message = token ? `${field} "${token}" is not the token of any project` : `${field} is missing: every record must carry the project token`;
         errors.push({ index: indexOf(item), field, message });

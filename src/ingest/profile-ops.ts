@@ -1,6 +1,6 @@
 import type { Properties } from '../store/profile-writer.js';
 import type { RecordError } from './errors.js';
-import { toMillis } from './events.js';
+import { MAX_TIME_MS, toMillis } from './events.js';
 
 /** The operations of Mixpanel's /engage, in the order they are applied when one update holds several. */
 export const USER_OPERATIONS = ['$set', '$set_once', '$add', '$append', '$union', '$remove', '$unset', '$delete'] as const;
@@ -68,13 +68,15 @@ function parseCommon(
     const problem = checkValue(key as Operation, record[key]);
     if (problem) return fail(key, problem);
   }
-  for (const op of allowed) if (op in record) ops.push({ op, value: record[op] });
+  for (const op of allowed) if (Object.hasOwn(record, op)) ops.push({ op, value: record[op] });
   if (ops.length === 0) return fail('$set', `an update needs one of ${allowed.join(', ')}`);
   let touchedAt: number | null = now;
   if (record.$ignore_time === true || record.$ignore_time === 'true') touchedAt = null;
   else if (record.$time !== undefined) {
     const ms = typeof record.$time === 'string' && Number.isNaN(Number(record.$time)) ? Date.parse(record.$time) : toMillis(record.$time);
-    if (ms === undefined || Number.isNaN(ms)) return fail('$time', '$time must be seconds or milliseconds since epoch, or an ISO date');
+    if (ms === undefined || Number.isNaN(ms) || ms < 0 || ms > MAX_TIME_MS) {
+      return fail('$time', '$time must be seconds or milliseconds since epoch, or an ISO date');
+    }
     touchedAt = ms;
   }
   const token = record.$token ?? record.token;
@@ -113,6 +115,12 @@ export function parseGroupUpdate(record: unknown, index: number, now: number): P
   return parsed.ok ? { ok: true, update: { ...parsed.update, groupKey, groupId, touchedAt: null } } : parsed;
 }
 
+/** Own keys only: "__proto__" or "toString" are property names like any other here. */
+const has = (obj: Properties, key: string) => Object.hasOwn(obj, key);
+function put(obj: Properties, key: string, value: unknown) {
+  Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
 const same = (a: unknown, b: unknown) => a === b || JSON.stringify(a) === JSON.stringify(b);
 
 /** Mixpanel's $last_seen format: ISO 8601 in UTC, to the second, without a zone suffix. */
@@ -127,7 +135,7 @@ export function applyUpdate(current: Properties | null, update: ProfileUpdate): 
   for (const { op, value } of update.ops) {
     if (op === '$delete') return null;
     if (op === '$unset') {
-      if (props) for (const key of value as string[]) delete props[key];
+      if (props) for (const key of value as string[]) if (has(props, key)) delete props[key];
       continue;
     }
     const entries = Object.entries(value as Properties);
@@ -135,40 +143,40 @@ export function applyUpdate(current: Properties | null, update: ProfileUpdate): 
       if (!props) continue;
       for (const [k, v] of entries) {
         const list = props[k];
-        if (Array.isArray(list)) props[k] = list.filter((item) => !same(item, v));
+        if (has(props, k) && Array.isArray(list)) put(props, k, list.filter((item) => !same(item, v)));
       }
       continue;
     }
     props ??= {};
     for (const [k, v] of entries) {
-      const existing = props[k];
+      const existing = has(props, k) ? props[k] : undefined;
       switch (op) {
         case '$set':
-          props[k] = v;
+          put(props, k, v);
           break;
         case '$set_once':
-          if (!(k in props)) props[k] = v;
+          if (!has(props, k)) put(props, k, v);
           break;
         case '$add':
-          if (existing === undefined) props[k] = v;
-          else if (typeof existing === 'number') props[k] = existing + (v as number);
+          if (existing === undefined) put(props, k, v);
+          else if (typeof existing === 'number') put(props, k, existing + (v as number));
           break;
         case '$append':
-          if (existing === undefined) props[k] = [v];
-          else if (Array.isArray(existing)) props[k] = [...existing, v];
+          if (existing === undefined) put(props, k, [v]);
+          else if (Array.isArray(existing)) put(props, k, [...existing, v]);
           break;
         case '$union': {
           const base = existing === undefined ? [] : existing;
           if (!Array.isArray(base)) break;
           const merged = [...base];
           for (const item of v as unknown[]) if (!merged.some((m) => same(m, item))) merged.push(item);
-          props[k] = merged;
+          put(props, k, merged);
           break;
         }
       }
     }
   }
-  const explicit = update.ops.some((o) => o.op === '$set' && '$last_seen' in (o.value as Properties));
-  if (props && update.touchedAt !== null && !explicit) props.$last_seen = mixpanelDate(update.touchedAt);
+  const explicit = update.ops.some((o) => o.op === '$set' && has(o.value as Properties, '$last_seen'));
+  if (props && update.touchedAt !== null && !explicit) put(props, '$last_seen', mixpanelDate(update.touchedAt));
   return props;
 }

@@ -24,7 +24,7 @@ async function eventsOf(distinctId: string) {
 }
 
 const post = (path: string, body: string | Buffer, headers: Record<string, string> = {}) =>
-  fetch(svc.url + path, { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } });
+  fetch(svc.url + path, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } });
 
 describe('/track formats', () => {
   it('takes GET ?data=base64, with a + turned into a space by a careless encoder', async () => {

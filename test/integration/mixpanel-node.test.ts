@@ -59,7 +59,8 @@ describe('the official mixpanel client, unchanged', () => {
     await ok((cb) => client.people.set(id, { plan: 'free', $email: 'bob@example.com', tags: ['a'] }, cb));
     await ok((cb) => client.people.set_once(id, { plan: 'ignored', first_seen: 'monday' }, cb));
     await ok((cb) => client.people.increment(id, { logins: 2 }, cb));
-    await ok((cb) => client.people.increment(id, 'logins', cb));
+    // The client also takes a bare property name (increment by 1); its typings do not say so.
+    await ok((cb) => client.people.increment(id, 'logins' as unknown as Record<string, number>, cb));
     await ok((cb) => client.people.append(id, { pages: 'home' }, cb));
     await ok((cb) => client.people.append(id, { pages: 'cart' }, cb));
     await ok((cb) => client.people.union(id, { tags: ['a', 'b', 'b'] }, cb));

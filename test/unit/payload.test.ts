@@ -105,7 +105,7 @@ describe('normalizeEvent', () => {
   });
 
   it('names the field at fault, with the $insert_id when there is one', () => {
-    const fail = (record: unknown, c = ctx) => {
+    const fail = (record: unknown, c: Parameters<typeof normalizeEvent>[2] = ctx) => {
       const r = normalizeEvent(record, 7, c);
       if (r.ok) throw new Error('expected a failure');
       return r.error;
