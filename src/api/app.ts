@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import type { Config } from '../config.js';
 import type { Ingestor } from '../ingest/ingestor.js';
@@ -9,10 +9,21 @@ import type { Metrics } from '../observability/metrics.js';
 import type { ProjectDirectory } from '../projects/projects.js';
 import type { Store } from '../store/database.js';
 import { requireProjectSecret } from './auth.js';
-import { installApiErrorHandler } from './errors.js';
+import { ApiError, installApiErrorHandler } from './errors.js';
 import { ingestRoutes } from './ingest-routes.js';
 import { eventRoutes } from './management/events.js';
 import { profileRoutes } from './management/profiles.js';
+
+/** PostgreSQL cannot compare text holding NUL; no id or filter of ours can contain one. */
+async function refuseNulParameters(request: FastifyRequest) {
+  for (const source of [request.query, request.params]) {
+    for (const [name, value] of Object.entries((source ?? {}) as Record<string, unknown>)) {
+      if ([name, ...[value].flat()].some((v) => typeof v === 'string' && v.includes('\0'))) {
+        throw new ApiError(400, 'invalid_request', `parameter "${name.replace(/\0/g, '\\0')}" contains a NUL character`);
+      }
+    }
+  }
+}
 
 export interface AppContext {
   config: Config;
@@ -74,6 +85,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       api.addHook('onRoute', (route) => {
         route.schema = { ...route.schema, security: [{ bearer: [] }, { basic: [] }] };
       });
+      api.addHook('preValidation', refuseNulParameters);
       api.addHook('preHandler', requireProjectSecret(ctx.projects));
       const paging = { store: ctx.store, ...config.api };
       await api.register(profileRoutes, paging);

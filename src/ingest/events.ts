@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import type { IngestLimits } from '../config.js';
 import type { EventInsert } from '../store/ingest-writer.js';
 import type { RecordError } from './errors.js';
+import { hasNul, jsonHasNul, wellFormedJson } from './text.js';
 
 export type Mode = 'track' | 'import';
 
@@ -57,17 +58,23 @@ export function dedupKey(event: string, time: number, distinctId: string, insert
   return crypto.createHash('sha256').update(`${event}\u0000${time}\u0000${distinctId}\u0000${insertId}`).digest('base64url').slice(0, 24);
 }
 
+/** An id usable as an alias: text without NUL, repaired to well-formed UTF-16. */
+function aliasId(v: unknown): string | undefined {
+  const id = idString(v);
+  return id === undefined || hasNul(id) ? undefined : id.toWellFormed();
+}
+
 function aliasOf(event: string, p: Record<string, unknown>, distinctId: string): NormalizedEvent['alias'] {
   if (event === '$create_alias') {
-    const alias = idString(p.alias);
+    const alias = aliasId(p.alias);
     return alias ? { alias, distinctId } : undefined;
   }
   if (event === '$identify') {
-    const anon = idString(p.$anon_distinct_id);
+    const anon = aliasId(p.$anon_distinct_id);
     return anon && anon !== distinctId ? { alias: anon, distinctId } : undefined;
   }
   if (event === '$merge' && Array.isArray(p.$distinct_ids) && p.$distinct_ids.length === 2) {
-    const [keep, merged] = p.$distinct_ids.map(idString);
+    const [keep, merged] = p.$distinct_ids.map(aliasId);
     return keep && merged && keep !== merged ? { alias: merged, distinctId: keep } : undefined;
   }
   return undefined;
@@ -94,6 +101,7 @@ export function normalizeEvent(
   const rawInsertId = p.$insert_id;
   const insertIdText = idString(rawInsertId);
   if (typeof event !== 'string' || event.trim() === '') return fail('event', "'event' must be a non-empty string", insertIdText);
+  if (hasNul(event)) return fail('event', "'event' must not contain NUL characters", insertIdText);
   if (event.length > ctx.limits.maxEventNameLength) {
     return fail('event', `'event' must be at most ${ctx.limits.maxEventNameLength} characters`, insertIdText);
   }
@@ -113,10 +121,12 @@ export function normalizeEvent(
   }
   const withId = (field: string, message: string) => fail(field, message, insertId ?? undefined);
 
-  const distinctId = distinctIdOf(p);
-  if (distinctId === undefined) {
+  const rawDistinctId = distinctIdOf(p);
+  if (rawDistinctId === undefined) {
     return withId('properties.distinct_id', "'properties.distinct_id' is required (a string; use \"\" for events without a user)");
   }
+  if (hasNul(rawDistinctId)) return withId('properties.distinct_id', "'properties.distinct_id' must not contain NUL characters");
+  const distinctId = rawDistinctId.toWellFormed();
   if (PLACEHOLDER_IDS.has(distinctId.trim().toLowerCase())) {
     return withId('properties.distinct_id', `'properties.distinct_id' "${distinctId}" is a placeholder value, not a user id`);
   }
@@ -140,7 +150,10 @@ export function normalizeEvent(
     return withId('properties', `an event may have at most ${ctx.limits.maxPropertiesPerEvent} properties`);
   }
   if (ctx.ip !== undefined && rest.ip === undefined) rest.ip = ctx.ip;
-  const json = JSON.stringify(rest);
+  let json = JSON.stringify(rest);
+  if (jsonHasNul(json)) return withId('properties', 'a property name or value contains a NUL character (\\u0000), which cannot be stored');
+  json = wellFormedJson(json);
+  const name = event.toWellFormed();
   // UTF-8 needs at most 3 bytes per UTF-16 unit, so most events skip the byte count.
   if (json.length * 3 > ctx.limits.maxEventBytes && Buffer.byteLength(json) > ctx.limits.maxEventBytes) {
     return withId('properties', `an event must be smaller than ${ctx.limits.maxEventBytes} bytes of JSON`);
@@ -148,14 +161,14 @@ export function normalizeEvent(
   return {
     ok: true,
     event: {
-      event,
+      event: name,
       distinctId,
       time,
       insertId,
-      dedupKey: dedupKey(event, time, distinctId, insertId),
+      dedupKey: dedupKey(name, time, distinctId, insertId),
       properties: json,
       token: idString(token),
-      alias: aliasOf(event, p, distinctId),
+      alias: aliasOf(name, p, distinctId),
     },
   };
 }

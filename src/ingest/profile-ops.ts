@@ -1,6 +1,7 @@
 import type { Properties } from '../store/profile-writer.js';
 import type { RecordError } from './errors.js';
 import { MAX_TIME_MS, toMillis } from './events.js';
+import { hasNul, jsonHasNul, wellFormedValue } from './text.js';
 
 /** The operations of Mixpanel's /engage, in the order they are applied when one update holds several. */
 export const USER_OPERATIONS = ['$set', '$set_once', '$add', '$append', '$union', '$remove', '$unset', '$delete'] as const;
@@ -67,8 +68,9 @@ function parseCommon(
     }
     const problem = checkValue(key as Operation, record[key]);
     if (problem) return fail(key, problem);
+    if (jsonHasNul(JSON.stringify(record[key]) ?? '')) return fail(key, `${key} holds a NUL character (\\u0000), which cannot be stored`);
   }
-  for (const op of allowed) if (Object.hasOwn(record, op)) ops.push({ op, value: record[op] });
+  for (const op of allowed) if (Object.hasOwn(record, op)) ops.push({ op, value: wellFormedValue(record[op]) });
   if (ops.length === 0) return fail('$set', `an update needs one of ${allowed.join(', ')}`);
   let touchedAt: number | null = now;
   if (record.$ignore_time === true || record.$ignore_time === 'true') touchedAt = null;
@@ -91,13 +93,17 @@ function parseCommon(
   };
 }
 
-const idOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined);
+/** A profile key: text or a finite number, NUL refused (undefined), repaired to well-formed UTF-16. */
+function idOf(v: unknown): string | undefined {
+  const id = typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined;
+  return id === undefined || hasNul(id) ? undefined : id.toWellFormed();
+}
 
 export function parseUserUpdate(record: unknown, index: number, now: number): Parsed<UserUpdate> {
   if (!isObject(record)) return { ok: false, error: { index, field: '$distinct_id', message: 'each update must be a JSON object' } };
   const distinctId = idOf(record.$distinct_id) ?? idOf(record.$user_id) ?? (idOf(record.$device_id) ? `$device:${idOf(record.$device_id)}` : undefined);
   if (distinctId === undefined || distinctId === '') {
-    return { ok: false, error: { index, field: '$distinct_id', message: "'$distinct_id' is required (a non-empty string)" } };
+    return { ok: false, error: { index, field: '$distinct_id', message: "'$distinct_id' is required (a non-empty string without NUL characters)" } };
   }
   const parsed = parseCommon(record, index, USER_OPERATIONS, USER_MODIFIERS, now);
   return parsed.ok ? { ok: true, update: { ...parsed.update, distinctId } } : parsed;
@@ -107,9 +113,9 @@ export function parseGroupUpdate(record: unknown, index: number, now: number): P
   if (!isObject(record)) return { ok: false, error: { index, field: '$group_key', message: 'each update must be a JSON object' } };
   const groupKey = idOf(record.$group_key);
   const groupId = idOf(record.$group_id);
-  if (!groupKey) return { ok: false, error: { index, field: '$group_key', message: "'$group_key' is required (a non-empty string)" } };
+  if (!groupKey) return { ok: false, error: { index, field: '$group_key', message: "'$group_key' is required (a non-empty string without NUL characters)" } };
   if (groupId === undefined || groupId === '') {
-    return { ok: false, error: { index, field: '$group_id', message: "'$group_id' is required (a non-empty string or number)" } };
+    return { ok: false, error: { index, field: '$group_id', message: "'$group_id' is required (a non-empty string without NUL characters, or a number)" } };
   }
   const parsed = parseCommon(record, index, GROUP_OPERATIONS, GROUP_MODIFIERS, now);
   return parsed.ok ? { ok: true, update: { ...parsed.update, groupKey, groupId, touchedAt: null } } : parsed;

@@ -31,6 +31,9 @@ export async function createProject(store: Store, name: string): Promise<Created
 
 export { listProjects };
 
+/** Tokens and secrets are printable ASCII; anything else is no credential and is not looked up. */
+const isCredential = (value: string) => value.length > 0 && value.length <= 256 && /^[\x21-\x7e]+$/.test(value);
+
 interface Cached {
   project: Project;
   expiresAt: number;
@@ -50,10 +53,12 @@ export class ProjectDirectory {
   ) {}
 
   byToken(token: string): Promise<Project | undefined> {
+    if (!isCredential(token)) return Promise.resolve(undefined);
     return this.#lookup(this.#byToken, token, () => findProjectByToken(this.store, token));
   }
 
   bySecret(secret: string): Promise<Project | undefined> {
+    if (!isCredential(secret)) return Promise.resolve(undefined);
     return this.#lookup(this.#bySecret, secret, () => findProjectBySecretHash(this.store, hashSecret(secret)));
   }
 

@@ -1,4 +1,4 @@
-import { Migrator, sql, type Migration, type MigrationResultSet } from 'kysely';
+import { Migrator, sql, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 import type { Store } from './database.js';
 import { foundation } from './migrations/001_foundation.js';
 
@@ -13,17 +13,15 @@ function migrations(store: Store): Record<string, Migration> {
 const MIGRATION_LOCK = 0x636f686f;
 
 export async function migrateToLatest(store: Store): Promise<MigrationResultSet> {
-  const migrator = new Migrator({
-    db: store.db,
-    provider: { getMigrations: async () => migrations(store) },
-  });
-  if (store.dialect === 'sqlite') return check(await migrator.migrateToLatest());
+  const migratorOn = (db: Kysely<any>) => new Migrator({ db, provider: { getMigrations: async () => migrations(store) } });
+  if (store.dialect === 'sqlite') return check(await migratorOn(store.db).migrateToLatest());
   // Kysely creates its bookkeeping tables before it locks, which races between
-  // processes; a session advisory lock around the whole run closes that gap.
+  // processes; a session advisory lock around the whole run closes that gap. The
+  // migrator runs on the locking connection itself, so a pool of one suffices.
   return store.db.connection().execute(async (conn) => {
     await sql`select pg_advisory_lock(${MIGRATION_LOCK})`.execute(conn);
     try {
-      return check(await migrator.migrateToLatest());
+      return check(await migratorOn(conn).migrateToLatest());
     } finally {
       await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(conn);
     }
