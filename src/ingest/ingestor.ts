@@ -59,39 +59,45 @@ export class Ingestor {
   }
 
   async engage(records: unknown[]): Promise<BatchOutcome> {
-    const now = Date.now();
-    const errors: RecordError[] = [];
-    const parsed = this.#parse(records, (r, i) => parseUserUpdate(r, i, now), errors);
-    const byProject = await this.#groupByToken(parsed, 'engage', (u) => u.update.token, errors, (u) => u.index);
-    let applied = 0;
-    for (const [projectId, updates] of byProject) {
-      await updateUserProfiles(
+    return this.#updateProfiles('engage', 'user', records, parseUserUpdate, (projectId, updates, now) =>
+      updateUserProfiles(
         this.store,
         projectId,
-        updates.map(({ update }) => ({ distinctId: update.distinctId, ignoreAlias: update.ignoreAlias, change: (cur) => applyUpdate(cur, update) })),
+        updates.map((u) => ({ distinctId: u.distinctId, ignoreAlias: u.ignoreAlias, change: (cur) => applyUpdate(cur, u) })),
         now,
-      );
-      applied += this.#countOps('user', updates);
-    }
-    return this.#finish('engage', applied, applied, errors);
+      ),
+    );
   }
 
   async groups(records: unknown[]): Promise<BatchOutcome> {
-    const now = Date.now();
-    const errors: RecordError[] = [];
-    const parsed = this.#parse(records, (r, i) => parseGroupUpdate(r, i, now), errors);
-    const byProject = await this.#groupByToken(parsed, 'groups', (u) => u.update.token, errors, (u) => u.index);
-    let applied = 0;
-    for (const [projectId, updates] of byProject) {
-      await updateGroupProfiles(
+    return this.#updateProfiles('groups', 'group', records, parseGroupUpdate, (projectId, updates, now) =>
+      updateGroupProfiles(
         this.store,
         projectId,
-        updates.map(({ update }) => ({ groupKey: update.groupKey, groupId: update.groupId, change: (cur) => applyUpdate(cur, update) })),
+        updates.map((u) => ({ groupKey: u.groupKey, groupId: u.groupId, change: (cur) => applyUpdate(cur, u) })),
         now,
-      );
-      applied += this.#countOps('group', updates);
+      ),
+    );
+  }
+
+  /** Parses every update, splits them by project, and writes each project's updates in one transaction. */
+  async #updateProfiles<U extends ProfileUpdate>(
+    endpoint: 'engage' | 'groups',
+    kind: 'user' | 'group',
+    records: unknown[],
+    parse: (record: unknown, index: number, now: number) => { ok: true; update: U } | { ok: false; error: RecordError },
+    write: (projectId: number, updates: U[], now: number) => Promise<void>,
+  ): Promise<BatchOutcome> {
+    const now = Date.now();
+    const errors: RecordError[] = [];
+    const parsed = this.#parse(records, (r, i) => parse(r, i, now), errors);
+    const byProject = await this.#groupByToken(parsed, endpoint, (u) => u.update.token, errors, (u) => u.index);
+    let applied = 0;
+    for (const [projectId, items] of byProject) {
+      await write(projectId, items.map((i) => i.update), now);
+      applied += this.#countOps(kind, items);
     }
-    return this.#finish('groups', applied, applied, errors);
+    return this.#finish(endpoint, applied, applied, errors);
   }
 
   #parse<T>(

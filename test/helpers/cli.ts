@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 
@@ -6,44 +7,111 @@ export const repoRoot = path.resolve(import.meta.dirname, '../..');
 /** The built command line, as `npx cohortcast` runs it (npm test builds it first). */
 export const cliPath = path.join(repoRoot, 'dist/cli/main.js');
 
+export interface CliExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** Every `cohortcast` process this module started that has not exited yet. */
+const liveChildren = new Set<ChildProcess>();
+
+/** SIGKILLs every `cohortcast` process started through this module that is still running (for `afterAll`). */
+export function killAllCliChildren(): void {
+  for (const child of liveChildren) child.kill('SIGKILL');
+}
+
+/** Spawns `node dist/cli/main.js ARGS`, tracked until it exits; `exited` settles with its exit code and signal. */
+function spawnCli(args: string[], env: Record<string, string>): { child: ChildProcess; exited: Promise<CliExit> } {
+  if (!fs.existsSync(cliPath)) throw new Error(`${cliPath} is missing: run \`npm run build\` first`);
+  const child = spawn(process.execPath, [cliPath, ...args], {
+    env: { ...process.env, ...env },
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  liveChildren.add(child);
+  const exited = new Promise<CliExit>((resolve) =>
+    child.once('exit', (code, signal) => {
+      liveChildren.delete(child);
+      resolve({ code, signal });
+    }),
+  );
+  return { child, exited };
+}
+
 export interface CliResult {
   code: number | null;
   stdout: string;
   stderr: string;
 }
 
-/** Runs `cohortcast ARGS` to completion. */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, cwd: repoRoot });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+/** Runs `cohortcast ARGS` to completion (SIGKILLed after `timeoutMs`, which leaves `code` null). */
+export async function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<CliResult> {
+  const { child, exited } = spawnCli(args, env);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const failed = new Promise<never>((_, reject) => child.once('error', reject));
+  // 'close' (not 'exit') so that all of stdout and stderr has been read.
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  try {
+    const { code } = await Promise.race([exited, failed]);
+    await Promise.race([closed, failed]);
+    return { code, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs `cohortcast ARGS` and returns its stdout; rejects unless it exits with 0. */
+export async function runCliOk(args: string[], env: Record<string, string> = {}): Promise<string> {
+  const res = await runCli(args, env);
+  if (res.code !== 0) throw new Error(`cohortcast ${args.join(' ')} exited with ${res.code}: ${res.stderr}`);
+  return res.stdout;
+}
+
+export interface CliProject {
+  id: number;
+  name: string;
+  token: string;
+  secret: string;
+}
+
+/** `cohortcast project create --name NAME --json ARGS`: the project it printed. */
+export async function createProjectWithCli(name: string, args: string[] = [], env: Record<string, string> = {}): Promise<CliProject> {
+  return JSON.parse(await runCliOk(['project', 'create', '--name', name, '--json', ...args], env)) as CliProject;
 }
 
 export interface CliServer {
   child: ChildProcess;
   url: string;
+  /** What it has written to stderr so far. */
+  stderr(): string;
+  /** Settles when the process exits. */
+  exited: Promise<CliExit>;
+  /** Sends `signal` (default SIGTERM) if it is still running; does not wait. */
+  kill(signal?: NodeJS.Signals): void;
   /** SIGTERM and wait for exit. */
   stop(): Promise<void>;
 }
 
-/** Starts `cohortcast serve ARGS` and resolves with its URL once it logs that it is serving. */
+/**
+ * Starts `cohortcast serve --port 0 ARGS` and resolves with its URL once it logs that it is serving
+ * (the port is chosen by the OS, so there is no race for a free port). Rejects, after SIGKILLing
+ * it, if it is not serving within `timeoutMs`, and rejects if it exits first.
+ */
 export function startCliServer(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<CliServer> {
-  const child = spawn(process.execPath, [cliPath, 'serve', '--port', '0', ...args], {
-    // At info level the service logs the URL it serves on, which is how we learn the port.
-    env: { ...process.env, ...env, COHORTCAST_LOG_LEVEL: 'info' },
-    cwd: repoRoot,
-  });
+  // At info level the service logs the URL it serves on, which is how we learn the port.
+  const { child, exited } = spawnCli(['serve', '--port', '0', ...args], { ...env, COHORTCAST_LOG_LEVEL: 'info' });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const running = () => child.exitCode === null && child.signalCode === null;
+  const kill = (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (running()) child.kill(signal);
+  };
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    kill('SIGTERM');
     await exited;
   };
   return new Promise((resolve, reject) => {
@@ -51,18 +119,22 @@ export function startCliServer(args: string[], env: Record<string, string> = {},
       child.kill('SIGKILL');
       reject(new Error(`cohortcast serve did not start within ${timeoutMs} ms: ${stderr}`));
     }, timeoutMs);
-    const early = (code: number | null) => {
+    const early = (code: number | null, signal: NodeJS.Signals | null) => {
       clearTimeout(timer);
-      reject(new Error(`cohortcast serve exited with ${code}: ${stderr}`));
+      reject(new Error(`cohortcast serve exited early with ${code ?? signal}: ${stderr}`));
     };
     child.once('exit', early);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
       try {
         const entry = JSON.parse(line) as { msg?: string; url?: string };
         if (entry.msg === 'cohortcast is serving' && entry.url) {
           clearTimeout(timer);
           child.off('exit', early);
-          resolve({ child, url: entry.url, stop });
+          resolve({ child, url: entry.url, stderr: () => stderr, exited, kill, stop });
         }
       } catch {
         // not a log line

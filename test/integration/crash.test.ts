@@ -1,12 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/database.js';
+import { createProjectWithCli, killAllCliChildren, startCliServer } from '../helpers/cli.js';
 import { createTestDatabase, dialectUnderTest, type TestDatabase } from '../helpers/database.js';
 
 /**
@@ -15,90 +11,15 @@ import { createTestDatabase, dialectUnderTest, type TestDatabase } from '../help
  * what was not acknowledged. Every acknowledged event must be stored, and nothing twice.
  */
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'dist/cli/main.js');
 const BATCH = 100;
 const SENDERS = 6;
 /** Kill after this many acknowledged batches, or this long after the first one. */
 const KILL_AFTER_ACKS = 60;
 const KILL_AFTER_MS = 1000;
 
-interface Server {
-  child: ChildProcess;
-  url: string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const children = new Set<ChildProcess>();
 let db: TestDatabase;
 let project: { token: string; secret: string };
 let store: Store | undefined;
-
-const childEnv = () => ({ ...process.env, ...db.env });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Runs a one-off CLI command to completion and returns its stdout. */
-function runCli(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args, ...db.args], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d) => (out += d));
-    child.stderr!.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      children.delete(child);
-      if (code === 0) resolve(out);
-      else reject(new Error(`cohortcast ${args.join(' ')} exited with ${code}: ${err}`));
-    });
-  });
-}
-
-/** Starts `cohortcast serve` and waits until /healthz answers (bounded). */
-async function startServer(): Promise<Server> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', String(port), ...db.args], {
-    env: childEnv(),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  children.add(child);
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`serve exited early: ${stderr}`);
-    try {
-      const res = await request(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      await res.body.dump();
-      if (res.statusCode === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`serve did not come up within 20 s: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return { child, url, stderr: () => stderr, exited };
-}
 
 /** Batch n: always the same 100 events, so a retry is byte-for-byte the same request. */
 function batchBody(n: number): string {
@@ -147,21 +68,20 @@ async function storedPerBatch(): Promise<Map<number, { events: number; distinct:
 }
 
 beforeAll(async () => {
-  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`);
   db = await createTestDatabase();
-  project = JSON.parse(await runCli(['project', 'create', '--name', 'Crash test', '--json'])) as typeof project;
+  project = await createProjectWithCli('Crash test', db.args, db.env);
   store = openStore(db.config);
 });
 
 afterAll(async () => {
-  for (const child of children) child.kill('SIGKILL');
+  killAllCliChildren();
   await store?.close();
   await db?.cleanup();
 });
 
 describe(`crash safety on ${dialectUnderTest}`, () => {
   it('keeps every acknowledged /import batch exactly once across a SIGKILL and client retries', async () => {
-    let server = await startServer();
+    let server = await startCliServer(db.args, db.env);
     const dispatcher = new Agent({ connections: SENDERS * 2 });
     const acked = new Set<number>();
     const sent = new Set<number>();
@@ -197,7 +117,7 @@ describe(`crash safety on ${dialectUnderTest}`, () => {
       await new Promise((r) => setTimeout(r, 2));
     }
     const inFlightAtKill = inFlight;
-    server.child.kill('SIGKILL');
+    server.kill('SIGKILL');
     const exit = await server.exited;
     stop = true;
     await Promise.all(senders);
@@ -215,7 +135,7 @@ describe(`crash safety on ${dialectUnderTest}`, () => {
     }
 
     // Restart on the same database; retry what was not acknowledged, and a few that were.
-    server = await startServer();
+    server = await startCliServer(db.args, db.env);
     const retryDispatcher = new Agent({ connections: SENDERS });
     const unacked = [...sent].filter((n) => !acked.has(n));
     const again = [...acked].slice(0, 5);
@@ -248,7 +168,7 @@ describe(`crash safety on ${dialectUnderTest}`, () => {
     expect(res.statusCode).toBe(200);
     expect(((await res.body.json()) as { results: unknown[] }).results).toHaveLength(1);
 
-    server.child.kill('SIGTERM');
+    server.kill('SIGTERM');
     expect((await server.exited).code).toBe(0);
   });
 });

@@ -1,13 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProject as createProjectIn } from '../../src/projects/projects.js';
 import { openStore, type Store } from '../../src/store/database.js';
+import { createProjectWithCli, killAllCliChildren, startCliServer, type CliProject, type CliServer } from '../helpers/cli.js';
 import { createTestDatabase, dialectUnderTest, type TestDatabase } from '../helpers/database.js';
 
 /**
@@ -16,90 +12,11 @@ import { createTestDatabase, dialectUnderTest, type TestDatabase } from '../help
  * start at the same instant against an empty database.
  */
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'dist/cli/main.js');
-
-interface Server {
-  child: ChildProcess;
-  url: string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-interface CreatedProject {
-  id: number;
-  token: string;
-  secret: string;
-}
-
-const children = new Set<ChildProcess>();
 const databases: TestDatabase[] = [];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function runCli(db: TestDatabase, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args, ...db.args], { env: { ...process.env, ...db.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d) => (out += d));
-    child.stderr!.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      children.delete(child);
-      if (code === 0) resolve(out);
-      else reject(new Error(`cohortcast ${args.join(' ')} exited with ${code}: ${err}`));
-    });
-  });
-}
-
-const createProject = async (db: TestDatabase, name: string) =>
-  JSON.parse(await runCli(db, ['project', 'create', '--name', name, '--json'])) as CreatedProject;
-
-/** Spawns `cohortcast serve` at once; `ready` resolves when /healthz answers 200 (bounded). */
-async function spawnServer(db: TestDatabase, timeoutMs = 20_000): Promise<{ server: Server; ready: Promise<void> }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', String(port), ...db.args], {
-    env: { ...process.env, ...db.env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  children.add(child);
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal });
-    }),
-  );
-  const url = `http://127.0.0.1:${port}`;
-  const ready = (async () => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`serve on ${url} exited early: ${stderr}`);
-      try {
-        const res = await request(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-        await res.body.dump();
-        if (res.statusCode === 200) return;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`serve on ${url} did not come up within ${timeoutMs} ms: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  })();
-  return { server: { child, url, stderr: () => stderr, exited }, ready };
-}
+/** Spawns `cohortcast serve` on `db` at once; resolves when it serves (bounded). */
+const startServer = (db: TestDatabase, env: Record<string, string> = {}, timeoutMs?: number): Promise<CliServer> =>
+  startCliServer(db.args, { ...db.env, ...env }, timeoutMs);
 
 async function post(url: string, body: unknown): Promise<{ status: number; text: string }> {
   const res = await request(url, {
@@ -132,26 +49,22 @@ async function pool<T>(tasks: (() => Promise<T>)[], limit: number): Promise<T[]>
 }
 
 afterAll(async () => {
-  for (const child of children) child.kill('SIGKILL');
+  killAllCliChildren();
   await Promise.all(databases.map((db) => db.cleanup()));
 });
 
 describe.runIf(dialectUnderTest === 'postgres')('two serve processes on one PostgreSQL database', () => {
   let db: TestDatabase;
   let store: Store;
-  let project: CreatedProject;
-  let a: Server;
-  let b: Server;
+  let project: CliProject;
+  let a: CliServer;
+  let b: CliServer;
 
   beforeAll(async () => {
-    if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`);
     db = await createTestDatabase();
     databases.push(db);
-    project = await createProject(db, 'Two processes');
-    const [sa, sb] = await Promise.all([spawnServer(db), spawnServer(db)]);
-    a = sa.server;
-    b = sb.server;
-    await Promise.all([sa.ready, sb.ready]);
+    project = await createProjectWithCli('Two processes', db.args, db.env);
+    [a, b] = await Promise.all([startServer(db), startServer(db)]);
     store = openStore(db.config);
   });
   afterAll(async () => {
@@ -273,15 +186,14 @@ describe.runIf(dialectUnderTest === 'postgres')('two serve processes on one Post
   it('two processes started at the same instant on an empty database both migrate and come up', async () => {
     const fresh = await createTestDatabase();
     databases.push(fresh);
-    const pair = await Promise.all([spawnServer(fresh), spawnServer(fresh)]);
-    await Promise.all(pair.map((s) => s.ready));
+    const pair = await Promise.all([startServer(fresh), startServer(fresh)]);
     const check = openStore(fresh.config);
     try {
       // The schema was created once, and both processes serve it.
       const migrations = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(check.db);
       expect(migrations.rows.map((r) => r.name)).toEqual(['001_foundation']);
       const p = await createProjectIn(check, 'Fresh');
-      for (const { server } of pair) {
+      for (const server of pair) {
         const res = await request(`${server.url}/healthz`);
         expect(res.statusCode).toBe(200);
         await res.body.dump();
@@ -290,8 +202,8 @@ describe.runIf(dialectUnderTest === 'postgres')('two serve processes on one Post
     } finally {
       await check.close();
     }
-    for (const { server } of pair) {
-      server.child.kill('SIGTERM');
+    for (const server of pair) {
+      server.kill('SIGTERM');
       expect((await server.exited).code).toBe(0);
     }
   });
@@ -299,8 +211,7 @@ describe.runIf(dialectUnderTest === 'postgres')('two serve processes on one Post
   it('a process with a pool of one PostgreSQL connection migrates and comes up', async () => {
     const fresh = await createTestDatabase();
     databases.push(fresh);
-    const { server, ready } = await spawnServer({ ...fresh, env: { ...fresh.env, COHORTCAST_PG_POOL_SIZE: '1' } }, 6000);
-    await ready;
+    const server = await startServer(fresh, { COHORTCAST_PG_POOL_SIZE: '1' }, 6000);
     const res = await request(`${server.url}/healthz`);
     expect(res.statusCode).toBe(200);
     await res.body.dump();
