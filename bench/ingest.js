@@ -11,15 +11,16 @@
 //
 // Environment (all optional):
 //   BENCH_SECONDS=5         measured seconds per target (after BENCH_WARMUP_SECONDS=1 of warm-up)
-//   BENCH_CONNECTIONS=16    keep-alive connections (one request in flight on each)
+//   BENCH_CONNECTIONS=32    keep-alive connections (one request in flight on each)
 //   BENCH_BATCH=50          events per request
 //   BENCH_MAX_REQUESTS=…    requests pre-generated per storing target (default: enough for 2,500 req/s)
+//   BENCH_TIME_SPREAD_S=60  event times are spread over this many seconds before "now"
 //   BENCH_TARGETS=baseline,sqlite,postgres
 //   BENCH_DATABASE_URL=postgres://…   admin URL of a PostgreSQL in which a fresh database is created
 //   BENCH_CPU_PROF=DIR      run the cohortcast children under `node --cpu-prof` writing into DIR
 //                           (summarise with `node bench/cpu-profile-top.js DIR/*.cpuprofile`)
-//   BENCH_KEEP=1            keep the temporary SQLite folder and PostgreSQL database
-// Output: a table, then one final line holding a JSON object of the figures.
+//   BENCH_KEEP=1            keep the temporary SQLite folder and the database made in BENCH_DATABASE_URL
+// Output: progress on stderr; on stdout a table, then one final line holding a JSON object of the figures.
 import { execFile, spawn } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
@@ -46,17 +47,21 @@ function envInt(name, fallback, min = 1) {
 
 const SECONDS = envInt('BENCH_SECONDS', 5, 0.1);
 const WARMUP_SECONDS = envInt('BENCH_WARMUP_SECONDS', 1, 0);
-const CONNECTIONS = Math.floor(envInt('BENCH_CONNECTIONS', 16));
+// 32 gets the most out of both the no-op baseline and cohortcast on a 2-core machine (tried 8-64).
+const CONNECTIONS = Math.floor(envInt('BENCH_CONNECTIONS', 32));
 const BATCH = Math.floor(envInt('BENCH_BATCH', 50));
 const MAX_REQUESTS = Math.floor(envInt('BENCH_MAX_REQUESTS', Math.ceil((SECONDS + WARMUP_SECONDS) * 2500)));
 const TARGETS = (process.env.BENCH_TARGETS ?? 'baseline,sqlite,postgres').split(',').map((s) => s.trim()).filter(Boolean);
 const CPU_PROF = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
 const KEEP = process.env.BENCH_KEEP === '1';
+// Live /track traffic is stamped "now" by the clients: times spread over the last minute by default.
+const TIME_SPREAD_MS = envInt('BENCH_TIME_SPREAD_S', 60, 0) * 1000;
 const TARGET_EVENTS_PER_S = 50_000;
 const USERS = 10_000;
 const MAX_ERRORS = 50;
 
-const log = (msg) => console.log(`[bench] ${msg}`);
+// Progress goes to stderr: stdout holds the table and, last, the JSON line.
+const log = (msg) => console.error(`[bench] ${msg}`);
 
 // ---------------------------------------------------------------------------------------------
 // Child processes: every one is remembered, and killed at the end, on error and on Ctrl-C.
@@ -112,7 +117,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 function run(file, args, { env = process.env, timeoutMs = 60_000 } = {}) {
   return new Promise((resolve, reject) => {
     execFile(file, args, { cwd: ROOT, env, timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${path.basename(file)} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      if (err) reject(new Error([`${[path.basename(file), ...args].join(' ')} failed: ${err.message}`, stderr].join('\n')));
       else resolve(stdout);
     });
   });
@@ -185,7 +190,7 @@ function makeBodies(token, count, tag) {
         properties: {
           token,
           distinct_id: `user-${Math.floor(rand() * USERS)}`,
-          time: now - Math.floor(rand() * 7 * 86_400_000),
+          time: now - Math.floor(rand() * TIME_SPREAD_MS),
           $insert_id: prefix + i.toString(36),
           plan: pick(PLANS),
           path: `/p/${n}`,
@@ -206,11 +211,24 @@ function makeBodies(token, count, tag) {
 // ---------------------------------------------------------------------------------------------
 // The load generator.
 
+/** CPU seconds (user + system, all threads) a process has used so far; undefined off Linux. */
+function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 of the file (utime, stime) are 11 and 12 after the command name.
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+const CLOCK_TICKS = 100; // USER_HZ, 100 on every common Linux build
+
 /**
  * Sends bodies on CONNECTIONS keep-alive connections until the time is up (or, when `unique`,
  * until every body has been sent once). Requests that complete inside the measured window count.
  */
-async function load(origin, bodies, { unique }) {
+async function load(origin, bodies, { unique, pid }) {
   const pool = new Pool(origin, {
     connections: CONNECTIONS,
     pipelining: 1,
@@ -239,6 +257,11 @@ async function load(origin, bodies, { unique }) {
   // A hard bound on the whole run, whatever happens to in-flight requests.
   const hardStop = AbortSignal.timeout((WARMUP_SECONDS + SECONDS) * 1000 + 60_000);
   setMaxListeners(CONNECTIONS * 4 + 16, hardStop);
+
+  // The server's CPU time over the measured window: what one event costs it, whatever else runs.
+  const cpu = {};
+  const cpuStart = setTimeout(() => (cpu.start = cpuSeconds(pid)), Math.max(0, measureFrom - performance.now()));
+  const cpuEnd = setTimeout(() => (cpu.end = cpuSeconds(pid)), Math.max(0, stopAt - performance.now()));
 
   const noteError = (msg) => {
     state.errors++;
@@ -285,6 +308,9 @@ async function load(origin, bodies, { unique }) {
   }
 
   await Promise.all(Array.from({ length: CONNECTIONS }, worker));
+  clearTimeout(cpuStart);
+  clearTimeout(cpuEnd);
+  if (cpu.end === undefined) cpu.end = cpuSeconds(pid);
   await pool.close();
 
   // If the bodies ran out early, the window ends with the last measured completion.
@@ -292,7 +318,11 @@ async function load(origin, bodies, { unique }) {
   const windowS = Math.max((windowEnd - measureFrom) / 1000, 1e-9);
   const sorted = latencies.subarray(0, state.latencyCount).sort();
   const pct = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN);
+  const serverCpuS = cpu.start !== undefined && cpu.end !== undefined ? cpu.end - cpu.start : NaN;
   return {
+    // Server CPU per event (µs) and the share of one core the server used in the window.
+    cpuUsPerEvent: state.measuredEvents ? (serverCpuS * 1e6) / state.measuredEvents : NaN,
+    serverCores: serverCpuS / ((stopAt - measureFrom) / 1000),
     eventsPerS: state.measuredEvents / windowS,
     requestsPerS: state.measuredRequests / windowS,
     p50: pct(50),
@@ -360,7 +390,7 @@ async function runBaseline(bodies) {
   await waitReady(handle, `${origin}/`);
   try {
     log(`baseline (no-op Fastify /track) on ${origin}`);
-    const result = await load(origin, bodies, { unique: false });
+    const result = await load(origin, bodies, { unique: false, pid: handle.child.pid });
     assertClean('baseline', result);
     return result;
   } finally {
@@ -375,7 +405,7 @@ async function runSqlite(project, dataDir) {
   try {
     log(`sqlite on ${origin}, data in ${dataDir}`);
     const bodies = project.bodies;
-    result = await load(origin, bodies, { unique: true });
+    result = await load(origin, bodies, { unique: true, pid: handle.child.pid });
   } finally {
     const exit = await stopChild(handle);
     if (exit.code !== 0) log(`sqlite service exited with ${exit.signal ?? exit.code}`);
@@ -397,7 +427,7 @@ async function runPostgres(project, env) {
   let result;
   try {
     log(`postgres on ${origin}`);
-    result = await load(origin, project.bodies, { unique: true });
+    result = await load(origin, project.bodies, { unique: true, pid: handle.child.pid });
   } finally {
     await stopChild(handle);
   }
@@ -457,7 +487,8 @@ async function freshDatabase(adminUrl) {
       const c = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });
       await c.connect();
       try {
-        await c.query(`drop database if exists "${name}" with (force)`);
+        // WITH (FORCE) needs PostgreSQL 13; the service has stopped anyway.
+        await c.query(`drop database if exists "${name}" with (force)`).catch(() => c.query(`drop database if exists "${name}"`));
       } finally {
         await c.end();
       }
@@ -488,6 +519,11 @@ async function main() {
   );
   const results = {};
   const notes = [];
+  const [load1] = os.loadavg();
+  if (load1 > 1) {
+    notes.push(`the 1-minute load average was ${load1.toFixed(2)} before the run: other processes may be competing for the CPU`);
+    log(`warning: ${notes.at(-1)}`);
+  }
 
   const sqliteDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cohortcast-bench-sqlite-'));
   if (!KEEP) cleanups.push(() => fs.rmSync(sqliteDir, { recursive: true, force: true }));
@@ -508,7 +544,8 @@ async function main() {
     try {
       admin = await postgresAdminUrl();
     } catch (err) {
-      const reason = err.message.split('\n')[0];
+      const lines = err.message.split('\n').map((l) => l.trim()).filter(Boolean);
+      const reason = lines.at(-1) ?? 'unknown error';
       notes.push(`PostgreSQL run SKIPPED: no BENCH_DATABASE_URL and .ci/start-postgres failed (${reason})`);
       log(notes.at(-1));
     }
@@ -530,12 +567,24 @@ async function main() {
     if (r.exhausted) notes.push(`${name}: all ${MAX_REQUESTS} pre-encoded bodies were sent before the time was up; measured over ${fmt(r.windowS, 2)} s (raise BENCH_MAX_REQUESTS)`);
   }
 
+  // Stop every child and server now, so nothing is printed after the JSON line.
+  await cleanup();
+
   const base = results.baseline?.eventsPerS;
-  const rows = [['target', 'events/s', 'requests/s', 'p50 ms', 'p99 ms', 'vs baseline']];
+  const rows = [['target', 'events/s', 'requests/s', 'p50 ms', 'p99 ms', 'vs baseline', 'server CPU µs/event', 'server cores']];
   for (const [name, r] of Object.entries(results)) {
-    rows.push([name, fmt(r.eventsPerS), fmt(r.requestsPerS), fmt(r.p50, 2), fmt(r.p99, 2), base ? `${fmt(r.eventsPerS / base, 3)}x` : '-']);
+    rows.push([
+      name,
+      fmt(r.eventsPerS),
+      fmt(r.requestsPerS),
+      fmt(r.p50, 2),
+      fmt(r.p99, 2),
+      base ? `${fmt(r.eventsPerS / base, 3)}x` : '-',
+      fmt(r.cpuUsPerEvent, 2),
+      fmt(r.serverCores, 2),
+    ]);
   }
-  if (TARGETS.includes('postgres') && !results.postgres) rows.push(['postgres', 'skipped', '-', '-', '-', '-']);
+  if (TARGETS.includes('postgres') && !results.postgres) rows.push(['postgres', 'skipped', '-', '-', '-', '-', '-', '-']);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   console.log('');
   for (const [i, row] of rows.entries()) {
@@ -561,6 +610,10 @@ async function main() {
     postgres_p99_ms: round(results.postgres?.p99, 3),
     baseline_p50_ms: round(results.baseline?.p50, 3),
     baseline_p99_ms: round(results.baseline?.p99, 3),
+    sqlite_cpu_us_per_event: round(results.sqlite?.cpuUsPerEvent, 2),
+    postgres_cpu_us_per_event: round(results.postgres?.cpuUsPerEvent, 2),
+    baseline_cpu_us_per_event: round(results.baseline?.cpuUsPerEvent, 2),
+    load_average: round(os.loadavg()[0], 2),
     postgres_skipped: TARGETS.includes('postgres') && !results.postgres,
     batch: BATCH,
     connections: CONNECTIONS,

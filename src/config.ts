@@ -19,6 +19,10 @@ export interface Config {
     /** NORMAL survives a process crash (kill -9) without loss; FULL also survives power loss. */
     synchronous: 'NORMAL' | 'FULL';
     busyTimeoutMs: number;
+    /** How often a background thread checkpoints the WAL into the database file. */
+    checkpointIntervalMs: number;
+    /** Ingestion requests that may share one transaction (group commit). */
+    maxGroupedRequests: number;
   };
   postgres: { poolSize: number; statementTimeoutMs: number };
   ingest: IngestLimits;
@@ -99,6 +103,8 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     sqlite: {
       synchronous,
       busyTimeoutMs: intFromEnv(env, 'COHORTCAST_SQLITE_BUSY_TIMEOUT_MS', 5000),
+      checkpointIntervalMs: intFromEnv(env, 'COHORTCAST_SQLITE_CHECKPOINT_INTERVAL_MS', 100),
+      maxGroupedRequests: intFromEnv(env, 'COHORTCAST_SQLITE_MAX_GROUPED_REQUESTS', 64),
     },
     postgres: {
       poolSize: intFromEnv(env, 'COHORTCAST_PG_POOL_SIZE', 10),

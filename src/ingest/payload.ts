@@ -60,8 +60,10 @@ const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 export function decodeDataField(data: string): unknown {
   const text = data.trim();
   if (looksLikeJson(text)) return parseJson(text, 'the data parameter');
-  const b64 = text.replace(/ /g, '+').replace(/\s/g, '');
-  if (b64 === '' || !BASE64.test(b64)) {
+  // What the official clients send is plain base64: then skip the two whole-string rewrites.
+  const plain = BASE64.test(text);
+  const b64 = plain ? text : text.replace(/ /g, '+').replace(/\s/g, '');
+  if (b64 === '' || (!plain && !BASE64.test(b64))) {
     throw new IngestError('malformed', 'the data parameter is neither JSON nor base64-encoded JSON');
   }
   const decoded = Buffer.from(b64, 'base64').toString('utf8').trim();
@@ -82,10 +84,26 @@ export function parseNdjson(text: string): unknown[] {
   return records;
 }
 
+/**
+ * Form fields, first value wins. URLSearchParams copies and rescans the whole (often 20 kB)
+ * body; most fields, and the base64 `data` of the official clients, need no decoding at all.
+ */
 function formFields(text: string): Fields {
   const fields: Fields = {};
-  for (const [k, v] of new URLSearchParams(text)) if (!(k in fields)) fields[k] = v;
+  for (const pair of (text.startsWith('?') ? text.slice(1) : text).split('&')) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const k = formDecode(eq < 0 ? pair : pair.slice(0, eq));
+    if (!(k in fields)) fields[k] = formDecode(eq < 0 ? '' : pair.slice(eq + 1));
+  }
   return fields;
+}
+
+/** One form-encoded component, decoded exactly as URLSearchParams does ('+' is a space). */
+function formDecode(s: string): string {
+  if (!s.includes('%') && !s.includes('+')) return s;
+  for (const [k] of new URLSearchParams(`${s}=`)) return k;
+  return '';
 }
 
 /**
@@ -95,12 +113,14 @@ function formFields(text: string): Fields {
 export function decodeRequest(req: RawRequest, maxBytes: number): DecodedRequest {
   const fields: Fields = { ...req.query };
   let payload: unknown;
-  if (req.body && req.body.length > 0) {
+  const type = (req.contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  const ndjson = type === 'application/x-ndjson' || type === 'application/ndjson';
+  if (ndjson && (req.body?.length || fields.data === undefined)) {
+    // NDJSON of no lines is a batch of no records, like the JSON array [].
+    payload = parseNdjson(req.body ? inflate(req.body, req.contentEncoding, maxBytes).toString('utf8') : '');
+  } else if (req.body && req.body.length > 0) {
     const text = inflate(req.body, req.contentEncoding, maxBytes).toString('utf8').trim();
-    const type = (req.contentType ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type === 'application/x-ndjson' || type === 'application/ndjson') {
-      payload = parseNdjson(text);
-    } else if (looksLikeJson(text)) {
+    if (looksLikeJson(text)) {
       payload = text.startsWith('{') && text.includes('\n') && type !== 'application/json' ? parseNdjsonOrJson(text) : parseJson(text, 'the request body');
     } else if (text !== '') {
       Object.assign(fields, formFields(text));

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import type { Config } from '../config.js';
 import type { Database } from './schema.js';
+import { SqliteWriterThread } from './sqlite-writer.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -18,6 +19,8 @@ export interface SqliteStore extends StoreBase {
   dialect: 'sqlite';
   /** The one connection Kysely also uses; touch it only inside `db.connection()`. */
   raw: BetterSqlite3.Database;
+  /** The thread that writes ingested events (and checkpoints the WAL) on its own connection. */
+  writer: SqliteWriterThread;
 }
 export interface PostgresStore extends StoreBase {
   dialect: 'postgres';
@@ -39,6 +42,12 @@ function openSqlite(config: Config): SqliteStore {
   raw.pragma('foreign_keys = ON');
   raw.pragma('cache_size = -65536');
   raw.pragma('temp_store = MEMORY');
+  // Checkpoints run on the writer thread's timer, never inside a commit on this thread.
+  raw.pragma('wal_autocheckpoint = 0');
+  // The WAL restarts from its beginning after a complete checkpoint; cap what it keeps on disk.
+  raw.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
+  const writer = new SqliteWriterThread({ file, ...config.sqlite, maxGroup: config.sqlite.maxGroupedRequests });
+  writer.start();
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
   return {
     dialect: 'sqlite',
@@ -46,7 +55,11 @@ function openSqlite(config: Config): SqliteStore {
     raw,
     location: file,
     // Kysely's destroy closes the better-sqlite3 handle it was given.
-    close: () => db.destroy(),
+    writer,
+    close: async () => {
+      await writer.close();
+      await db.destroy();
+    },
   };
 }
 

@@ -22,8 +22,34 @@ export interface EventQuery {
   limit: number;
 }
 
+const DAY_MS = 86_400_000;
+
 /** A page of events in (time, id) order. */
 export async function listEvents(store: Store, projectId: number, q: EventQuery): Promise<EventRecord[]> {
+  if (q.distinctId === undefined || q.distinctId === '') return listRange(store, projectId, q);
+  // There is no per-user index on events (it would halve ingestion speed). The daily counts
+  // know the days a user was active; read those days' time ranges only, until the page is full.
+  let days = store.db
+    .selectFrom('event_daily_counts')
+    .select('day')
+    .distinct()
+    .where('project_id', '=', projectId)
+    .where('distinct_id', '=', q.distinctId);
+  if (q.event !== undefined) days = days.where('event', '=', q.event);
+  const first = Math.max(q.from ?? -Infinity, q.after?.time ?? -Infinity);
+  if (first > -Infinity) days = days.where('day', '>=', Math.floor(first / DAY_MS));
+  if (q.to !== undefined) days = days.where('day', '<=', Math.floor(q.to / DAY_MS));
+  const out: EventRecord[] = [];
+  for (const { day } of await days.orderBy('day').execute()) {
+    const from = Math.max(day * DAY_MS, q.from ?? -Infinity);
+    const to = Math.min((day + 1) * DAY_MS, q.to ?? Infinity);
+    out.push(...(await listRange(store, projectId, { ...q, from, to, limit: q.limit - out.length })));
+    if (out.length >= q.limit) break;
+  }
+  return out;
+}
+
+async function listRange(store: Store, projectId: number, q: EventQuery): Promise<EventRecord[]> {
   let query = store.db.selectFrom('events').selectAll().where('project_id', '=', projectId);
   if (q.event !== undefined) query = query.where('event', '=', q.event);
   if (q.distinctId !== undefined) query = query.where('distinct_id', '=', q.distinctId);
@@ -31,7 +57,8 @@ export async function listEvents(store: Store, projectId: number, q: EventQuery)
   if (q.to !== undefined) query = query.where('time', '<', q.to);
   if (q.after) {
     const { time, id } = q.after;
-    query = query.where((eb) => eb.or([eb('time', '>', time), eb.and([eb('time', '=', time), eb('id', '>', id)])]));
+    // Written so the time bound alone can drive the index range.
+    query = query.where('time', '>=', time).where((eb) => eb.or([eb('time', '>', time), eb('id', '>', id)]));
   }
   const rows = await query.orderBy('time').orderBy('id').limit(q.limit).execute();
   return rows.map((r) => ({
