@@ -75,7 +75,8 @@ function startChild(name, args, env) {
     output.text = (output.text + chunk.toString()).slice(-20_000);
   };
   child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
+  child.stderr.on("data", keep);
+  if (process.env.BENCH_SHOW_SERVER_STDERR) child.stderr.on("data", (c) => process.stderr.write(c));
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const handle = { name, child, output, exited, exitedYet: false };
   exited.then(() => {

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import type { Config } from '../config.js';
 import type { Database } from './schema.js';
-import { SqliteWriterThread } from './sqlite-writer.js';
+import { startCheckpointer } from './sqlite-checkpointer.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -19,8 +19,8 @@ export interface SqliteStore extends StoreBase {
   dialect: 'sqlite';
   /** The one connection Kysely also uses; touch it only inside `db.connection()`. */
   raw: BetterSqlite3.Database;
-  /** The thread that writes ingested events (and checkpoints the WAL) on its own connection. */
-  writer: SqliteWriterThread;
+  /** Ingestion requests that may share one transaction (group commit). */
+  maxGroupedRequests: number;
 }
 export interface PostgresStore extends StoreBase {
   dialect: 'postgres';
@@ -42,22 +42,21 @@ function openSqlite(config: Config): SqliteStore {
   raw.pragma('foreign_keys = ON');
   raw.pragma('cache_size = -65536');
   raw.pragma('temp_store = MEMORY');
-  // Checkpoints run on the writer thread's timer, never inside a commit on this thread.
+  // Checkpoints run on a thread of their own, never inside a commit.
   raw.pragma('wal_autocheckpoint = 0');
   // The WAL restarts from its beginning after a complete checkpoint; cap what it keeps on disk.
   raw.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
-  const writer = new SqliteWriterThread({ file, ...config.sqlite, maxGroup: config.sqlite.maxGroupedRequests });
-  writer.start();
+  const checkpointer = startCheckpointer(raw, { file, ...config.sqlite });
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
   return {
     dialect: 'sqlite',
     db,
     raw,
     location: file,
+    maxGroupedRequests: config.sqlite.maxGroupedRequests,
     // Kysely's destroy closes the better-sqlite3 handle it was given.
-    writer,
     close: async () => {
-      await writer.close();
+      await checkpointer.stop();
       await db.destroy();
     },
   };

@@ -1,5 +1,8 @@
 import { sql } from 'kysely';
+import type BetterSqlite3 from 'better-sqlite3';
 import type { PostgresStore, SqliteStore, Store } from './database.js';
+
+type Statement = BetterSqlite3.Statement<unknown[]>;
 
 /** One event, validated and normalised by ingest/, ready to store. */
 export interface EventInsert {
@@ -38,13 +41,131 @@ export interface IngestWriter {
 }
 
 const DAY_MS = 86_400_000;
+export const dayOf = (timeMs: number): number => Math.floor(timeMs / DAY_MS);
 
-/** On SQLite the writer thread stores events (see sqlite-writer.worker.js). */
+/** Events with an empty distinct_id are kept but, as in Mixpanel, left out of behaviour. */
+const countsForBehaviour = (distinctId: string): boolean => distinctId !== '';
+
+interface PendingWrite {
+  batches: EventBatch[];
+  receivedAt: number;
+  resolve: (result: WriteResult) => void;
+  reject: (err: unknown) => void;
+}
+
 class SqliteIngestWriter implements IngestWriter {
-  constructor(private readonly store: SqliteStore) {}
+  #write?: (batches: EventBatch[], receivedAt: number) => WriteResult;
+  #pending: PendingWrite[] = [];
+  #flushScheduled = false;
 
+  constructor(
+    private readonly store: SqliteStore,
+    /** At most this many requests share one transaction. */
+    private readonly maxGroup: number,
+  ) {}
+
+  /**
+   * Group commit: the requests that arrive while the event loop is busy are written in one
+   * transaction (one COMMIT, one set of WAL frames for the pages they share), each inside its
+   * own savepoint, so each request is still all-or-nothing and one failure fails only itself.
+   */
   writeEvents(batches: EventBatch[], receivedAt: number): Promise<WriteResult> {
-    return this.store.writer.write(batches, receivedAt);
+    return new Promise<WriteResult>((resolve, reject) => {
+      this.#pending.push({ batches, receivedAt, resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush() {
+    if (this.#flushScheduled || this.#pending.length === 0) return;
+    this.#flushScheduled = true;
+    setImmediate(() => void this.#flush());
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushScheduled = false;
+    const group = this.#pending.splice(0, this.maxGroup);
+    this.#scheduleFlush();
+    const write = this.#transaction();
+    const outcomes: ({ ok: true; result: WriteResult } | { ok: false; error: unknown })[] = [];
+    try {
+      // Through Kysely's connection mutex, so no Kysely transaction is open around this one.
+      await this.store.db.connection().execute(async () => {
+        this.store.raw.transaction(() => {
+          outcomes.length = 0;
+          for (const item of group) {
+            try {
+              // Inside a transaction, better-sqlite3 runs `write` in a savepoint of its own.
+              outcomes.push({ ok: true, result: write(item.batches, item.receivedAt) });
+            } catch (error) {
+              outcomes.push({ ok: false, error });
+            }
+          }
+        })();
+      });
+    } catch (error) {
+      for (const item of group) item.reject(error);
+      return;
+    }
+    group.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) item.resolve(outcome.result);
+      else item.reject(outcome.error);
+    });
+  }
+
+  #transaction() {
+    if (this.#write) return this.#write;
+    const raw = this.store.raw;
+    const s: Record<'insertEvent' | 'bumpCount' | 'hasAliases' | 'findAlias' | 'upsertAlias', Statement> = {
+      insertEvent: raw.prepare(
+        `insert into events (project_id, event, distinct_id, time, insert_id, dedup_key, properties, received_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (project_id, time, dedup_key) do nothing`,
+      ),
+      bumpCount: raw.prepare(
+        `insert into event_daily_counts (project_id, distinct_id, event, day, count) values (?, ?, ?, ?, ?)
+         on conflict (project_id, distinct_id, event, day) do update set count = count + excluded.count`,
+      ),
+      hasAliases: raw.prepare('select 1 from aliases where project_id = ? limit 1').pluck(),
+      findAlias: raw.prepare('select distinct_id from aliases where project_id = ? and alias = ?').pluck(),
+      upsertAlias: raw.prepare(
+        `insert into aliases (project_id, alias, distinct_id, created_at) values (?, ?, ?, ?)
+         on conflict (project_id, alias) do update set distinct_id = excluded.distinct_id`,
+      ),
+    };
+    this.#write = raw.transaction((batches: EventBatch[], receivedAt: number): WriteResult => {
+      let inserted = 0;
+      let total = 0;
+      for (const batch of batches) {
+        const { projectId } = batch;
+        for (const a of batch.aliases) {
+          const target = (s.findAlias.get(projectId, a.distinctId) as string | undefined) ?? a.distinctId;
+          if (target !== a.alias) s.upsertAlias.run(projectId, a.alias, target, receivedAt);
+        }
+        const resolve = s.hasAliases.get(projectId)
+          ? (id: string) => (s.findAlias.get(projectId, id) as string | undefined) ?? id
+          : (id: string) => id;
+        const counts = new Map<string, [string, string, number, number]>();
+        for (const e of batch.events) {
+          total++;
+          const distinctId = resolve(e.distinctId);
+          const r = s.insertEvent.run(projectId, e.event, distinctId, e.time, e.insertId, e.dedupKey, e.properties, receivedAt);
+          if (r.changes === 0 || !countsForBehaviour(distinctId)) {
+            inserted += r.changes;
+            continue;
+          }
+          inserted++;
+          const day = dayOf(e.time);
+          const key = `${distinctId}\u0000${e.event}\u0000${day}`;
+          const c = counts.get(key);
+          if (c) c[3]++;
+          else counts.set(key, [distinctId, e.event, day, 1]);
+        }
+        for (const [distinctId, event, day, n] of counts.values()) s.bumpCount.run(projectId, distinctId, event, day, n);
+      }
+      return { inserted, duplicates: total - inserted };
+    });
+    return this.#write;
   }
 }
 
@@ -99,5 +220,5 @@ class PostgresIngestWriter implements IngestWriter {
 }
 
 export function createIngestWriter(store: Store): IngestWriter {
-  return store.dialect === 'sqlite' ? new SqliteIngestWriter(store) : new PostgresIngestWriter(store);
+  return store.dialect === 'sqlite' ? new SqliteIngestWriter(store, store.maxGroupedRequests) : new PostgresIngestWriter(store);
 }

@@ -1,7 +1,6 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { Store } from './database.js';
 import { readJson, type Database } from './schema.js';
-import { writeTransaction } from './transaction.js';
 
 export type Properties = Record<string, unknown>;
 
@@ -47,14 +46,14 @@ function applyInOrder<U extends { change: ProfileChange }>(
 }
 
 /** On PostgreSQL, serialise writers of the same profiles across processes (sorted: no deadlock). */
-async function lockKeys(store: Store, trx: Kysely<Database>, keys: string[]) {
+async function lockKeys(store: Store, trx: Transaction<Database>, keys: string[]) {
   if (store.dialect !== 'postgres' || keys.length === 0) return;
   await sql`select pg_advisory_xact_lock(hashtextextended(k, 0)) from unnest(${[...keys].sort()}::text[]) as k order by k`.execute(trx);
 }
 
 export async function updateUserProfiles(store: Store, projectId: number, updates: UserProfileUpdate[], now: number) {
   if (updates.length === 0) return;
-  await writeTransaction(store, async (trx) => {
+  await store.db.transaction().execute(async (trx) => {
     const aliased = [...new Set(updates.filter((u) => !u.ignoreAlias).map((u) => u.distinctId))];
     const aliasOf = new Map<string, string>();
     if (aliased.length > 0) {
@@ -96,7 +95,7 @@ export async function updateUserProfiles(store: Store, projectId: number, update
 export async function updateGroupProfiles(store: Store, projectId: number, updates: GroupProfileUpdate[], now: number) {
   if (updates.length === 0) return;
   const keyOf = (u: { groupKey: string; groupId: string }) => JSON.stringify([u.groupKey, u.groupId]);
-  await writeTransaction(store, async (trx) => {
+  await store.db.transaction().execute(async (trx) => {
     const keys = [...new Set(updates.map(keyOf))];
     await lockKeys(store, trx, keys.map((k) => `group:${projectId}:${k}`));
     const current = new Map<string, Properties>();
