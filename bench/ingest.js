@@ -19,6 +19,7 @@
 //   BENCH_DATABASE_URL=postgres://…   admin URL of a PostgreSQL in which a fresh database is created
 //   BENCH_CPU_PROF=DIR      run the cohortcast children under `node --cpu-prof` writing into DIR
 //                           (summarise with `node bench/cpu-profile-top.js DIR/*.cpuprofile`)
+//   BENCH_SHOW_SERVER_STDERR=1  copy the servers' stderr to this one's
 //   BENCH_KEEP=1            keep the temporary SQLite folder and the database made in BENCH_DATABASE_URL
 // Output: progress on stderr; on stdout a table, then one final line holding a JSON object of the figures.
 import { execFile, spawn } from 'node:child_process';
