@@ -447,32 +447,15 @@ async function runPostgres(project, env) {
 /** A PostgreSQL admin URL: BENCH_DATABASE_URL, else a throwaway server from .ci/start-postgres. */
 async function postgresAdminUrl() {
   if (process.env.BENCH_DATABASE_URL) return { url: process.env.BENCH_DATABASE_URL, source: 'BENCH_DATABASE_URL' };
-  // .ci/start-postgres records its folder in this one file, which .ci/stop-postgres reads; another
-  // run may own it, so remember what it held and put it back after stopping ours.
-  const DIR_FILE = '/tmp/cohortcast-pg.dir';
-  const previous = fs.existsSync(DIR_FILE) ? fs.readFileSync(DIR_FILE, 'utf8') : undefined;
-  const port = await freePort();
-  let url;
-  try {
-    url = (await run(path.join(ROOT, '.ci', 'start-postgres'), [], { env: { ...process.env, PGPORT: String(port) }, timeoutMs: 600_000 }))
-      .trim()
-      .split('\n')
-      .pop();
-  } catch (err) {
-    const ours = fs.existsSync(DIR_FILE) ? fs.readFileSync(DIR_FILE, 'utf8') : undefined;
-    if (ours !== undefined && ours !== previous) await stopCiPostgres(DIR_FILE, ours, previous);
-    throw err;
-  }
-  const ours = fs.readFileSync(DIR_FILE, 'utf8');
-  cleanups.push(() => stopCiPostgres(DIR_FILE, ours, previous));
-  return { url, source: `.ci/start-postgres on port ${port}` };
-}
-
-async function stopCiPostgres(dirFile, ours, previous) {
-  fs.writeFileSync(dirFile, ours);
-  await run(path.join(ROOT, '.ci', 'stop-postgres'), [], { timeoutMs: 60_000 }).catch((err) => log(err.message));
-  if (previous !== undefined) fs.writeFileSync(dirFile, previous);
-  log('stopped the PostgreSQL started by .ci/start-postgres');
+  // Durable settings (fsync on), unlike the test suite's throwaway server: we measure real commits.
+  const env = { ...process.env, PGPORT: String(await freePort()), COHORTCAST_PG_DURABLE: '1' };
+  const url = (await run(path.join(ROOT, '.ci', 'start-postgres'), [], { env, timeoutMs: 600_000 })).trim().split('\n').pop();
+  const port = new URL(url).port;
+  cleanups.push(async () => {
+    await run(path.join(ROOT, '.ci', 'stop-postgres'), [port], { timeoutMs: 60_000 }).catch((err) => log(err.message));
+    log('stopped the PostgreSQL started by .ci/start-postgres');
+  });
+  return { url, source: `.ci/start-postgres on port ${port} (fsync on)` };
 }
 
 async function freshDatabase(adminUrl) {
