@@ -41,7 +41,7 @@ export interface IngestWriter {
 }
 
 const DAY_MS = 86_400_000;
-export const dayOf = (timeMs: number): number => Math.floor(timeMs / DAY_MS);
+const dayOf = (timeMs: number): number => Math.floor(timeMs / DAY_MS);
 
 /** Events with an empty distinct_id are kept but, as in Mixpanel, left out of behaviour. */
 const countsForBehaviour = (distinctId: string): boolean => distinctId !== '';

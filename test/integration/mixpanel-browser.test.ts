@@ -267,7 +267,8 @@ describe.each([
       // Each unbatched POST carried a custom header, so Chromium preflighted every one
       // (9 calls, plus the $identify event and $set_once the SDK sends on its own).
       expect(replies.length).toBeGreaterThanOrEqual(10);
-      expect(preflights).toHaveLength(replies.length);
+      // At least one each: Chromium may preflight a request again, or one whose reply is still on its way.
+      expect(preflights.length).toBeGreaterThanOrEqual(replies.length);
       for (const p of preflights) {
         expect(p.status).toBe(204);
         expect(p.headers['access-control-allow-origin']).toBe(pageOrigin);
