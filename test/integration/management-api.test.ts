@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createProject } from '../../src/projects/projects.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 
 let svc: TestService;
@@ -83,15 +84,19 @@ describe('GET /api/v1/profiles', () => {
   it('shows one profile, and 404 once it is deleted', async () => {
     const one = await svc.api('/api/v1/profiles/user-03');
     expect(await one.json()).toMatchObject({ $distinct_id: 'user-03', $properties: { plan: 'pro', seats: 3 } });
-    const del = await fetch(`${svc.url}/engage`, {
-      method: 'POST',
-      body: `data=${b64({ $token: svc.project.token, $distinct_id: 'user-03', $delete: '' })}`,
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    });
-    expect(await del.text()).toBe('1');
-    const gone = await svc.api('/api/v1/profiles/user-03');
+    // A profile of its own to delete, so the listing tests see all 25 whatever the order.
+    const engage = (update: Record<string, unknown>) =>
+      fetch(`${svc.url}/engage`, {
+        method: 'POST',
+        body: `data=${b64({ $token: svc.project.token, $distinct_id: 'doomed', ...update })}`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      }).then((r) => r.text());
+    expect(await engage({ $set: { plan: 'pro' }, $ignore_time: true })).toBe('1');
+    expect(await (await svc.api('/api/v1/profiles/doomed')).json()).toEqual({ $distinct_id: 'doomed', $properties: { plan: 'pro' } });
+    expect(await engage({ $delete: '' })).toBe('1');
+    const gone = await svc.api('/api/v1/profiles/doomed');
     expect(gone.status).toBe(404);
-    expect(await gone.json()).toEqual({ error: { code: 'not_found', message: 'no profile with distinct_id "user-03"' } });
+    expect(await gone.json()).toEqual({ error: { code: 'not_found', message: 'no profile with distinct_id "doomed"' } });
   });
 });
 
@@ -108,6 +113,36 @@ describe('GET /api/v1/events', () => {
     // from is inclusive, to exclusive; seconds, milliseconds and ISO dates all work.
     expect(await collect<Ev>('/api/v1/events?from=1700000000&to=1700000600')).toHaveLength(10);
     expect(await collect<Ev>('/api/v1/events?from=1700000000000&to=2023-11-14T22:23:20Z')).toHaveLength(10);
+  });
+
+  it("pages one user's events across the days they were active, without a per-user index", async () => {
+    const day = 86_400;
+    const base = 1_600_000_000;
+    // A project of its own, so the other tests' exact counts stay untouched.
+    const own = await createProject(svc.service.store, 'Roaming');
+    const collectOwn = async (query: string) => {
+      const out: Ev[] = [];
+      let cursor: string | null = null;
+      do {
+        const res = await fetch(`${svc.url}/api/v1/events?${query}${cursor ? `&cursor=${cursor}` : ''}`, { headers: { authorization: `Bearer ${own.secret}` } });
+        const page = (await res.json()) as Page<Ev>;
+        out.push(...page.results);
+        cursor = page.next_cursor;
+      } while (cursor && out.length < 100);
+      return out;
+    };
+    const times = [base, base + 60, base + 2 * day, base + 2 * day + 1, base + 9 * day];
+    const events = [
+      ...times.map((t, i) => ({ event: 'Visit', properties: { token: own.token, distinct_id: 'roamer', time: t, $insert_id: `r${i}` } })),
+      { event: 'Visit', properties: { token: own.token, distinct_id: 'someone-else', time: base + 30, $insert_id: 'o1' } },
+    ];
+    const res = await fetch(`${svc.url}/track`, { method: 'POST', body: `data=${b64(events)}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(await res.text()).toBe('1');
+    const all = await collectOwn('distinct_id=roamer&limit=2');
+    expect(all.map((e) => e.time_ms / 1000)).toEqual(times);
+    const window = await collectOwn(`distinct_id=roamer&from=${base + 61}&to=${base + 9 * day}&limit=1`);
+    expect(window.map((e) => e.time_ms / 1000)).toEqual([base + 2 * day, base + 2 * day + 1]);
+    expect(await collectOwn('distinct_id=nobody')).toEqual([]);
   });
 
   it('refuses an unreadable time', async () => {
@@ -139,13 +174,28 @@ describe('the daily count table', () => {
 describe('operations endpoints', () => {
   it('serves /healthz, /metrics, the OpenAPI document and its docs UI', async () => {
     expect(await (await fetch(`${svc.url}/healthz`)).json()).toMatchObject({ status: 'ok' });
-    const metrics = await (await fetch(`${svc.url}/metrics`)).text();
-    expect(metrics).toMatch(/cohortcast_events_ingested_total\{endpoint="track"\} 30/);
-    expect(metrics).toMatch(/cohortcast_profile_updates_total\{kind="user",operation="\$set"\} 25/);
-    expect(metrics).toMatch(/cohortcast_http_request_duration_seconds_bucket\{.*route="\/track"/);
-    const bad = await fetch(`${svc.url}/track?data=%%%`);
-    expect(bad.status).toBe(400);
-    expect(await (await fetch(`${svc.url}/metrics`)).text()).toMatch(/cohortcast_rejected_requests_total\{endpoint="track",reason="malformed"\} 1/);
+    // Counters are per service and other tests add to them: check what one request adds.
+    const metric = async (series: RegExp) => {
+      const text = await (await fetch(`${svc.url}/metrics`)).text();
+      return Number(new RegExp(`^${series.source} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    };
+    const ingested = /cohortcast_events_ingested_total\{endpoint="track"\}/;
+    const sets = /cohortcast_profile_updates_total\{kind="user",operation="\$set"\}/;
+    const malformed = /cohortcast_rejected_requests_total\{endpoint="track",reason="malformed"\}/;
+    const before = { ingested: await metric(ingested), sets: await metric(sets), malformed: await metric(malformed) };
+    expect(before.ingested).toBeGreaterThanOrEqual(30);
+    expect(before.sets).toBeGreaterThanOrEqual(25);
+    // Into a project of its own: the other tests count this project's events and profiles exactly.
+    const other = await createProject(svc.service.store, 'Metrics');
+    const post = (path: string, body: unknown) =>
+      fetch(`${svc.url}${path}`, { method: 'POST', body: `data=${b64(body)}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(await (await post('/track', { event: 'Counted', properties: { token: other.token, distinct_id: 'm' } })).text()).toBe('1');
+    expect(await (await post('/engage', { $token: other.token, $distinct_id: 'm', $set: { a: 1 } })).text()).toBe('1');
+    expect((await fetch(`${svc.url}/track?data=%%%`)).status).toBe(400);
+    expect(await metric(ingested)).toBe(before.ingested + 1);
+    expect(await metric(sets)).toBe(before.sets + 1);
+    expect(await metric(malformed)).toBe(before.malformed + 1);
+    expect(await (await fetch(`${svc.url}/metrics`)).text()).toMatch(/cohortcast_http_request_duration_seconds_bucket\{.*route="\/track"/);
     const doc = (await (await fetch(`${svc.url}/api/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/v1/profiles', '/api/v1/profiles/{distinct_id}', '/api/v1/events', '/track', '/import']));
