@@ -42,7 +42,7 @@ export interface IngestLimits {
   maxPropertiesPerEvent: number;
   maxEventNameLength: number;
   maxInsertIdLength: number;
-  /** /import refuses events dated earlier than this (ms since epoch; Mixpanel: 1971-01-01). */
+  /** Events dated earlier than this are refused (ms since epoch; Mixpanel's /import: 1971-01-01). */
   importEarliestTimeMs: number;
   /** /import refuses events dated further than this into the future (Mixpanel: one hour). */
   importMaxFutureMs: number;
@@ -70,12 +70,12 @@ export interface ConfigOverrides {
 
 type Env = Record<string, string | undefined>;
 
-function intFromEnv(env: Env, name: string, fallback: number): number {
+function intFromEnv(env: Env, name: string, fallback: number, min = 0): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0) {
-    throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
+  if (!Number.isInteger(value) || value < min) {
+    throw new Error(`${name} must be an integer of at least ${min}, got "${raw}"`);
   }
   return value;
 }
@@ -103,23 +103,23 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     sqlite: {
       synchronous,
       busyTimeoutMs: intFromEnv(env, 'COHORTCAST_SQLITE_BUSY_TIMEOUT_MS', 5000),
-      checkpointIntervalMs: intFromEnv(env, 'COHORTCAST_SQLITE_CHECKPOINT_INTERVAL_MS', 100),
-      maxGroupedRequests: intFromEnv(env, 'COHORTCAST_SQLITE_MAX_GROUPED_REQUESTS', 64),
+      checkpointIntervalMs: intFromEnv(env, 'COHORTCAST_SQLITE_CHECKPOINT_INTERVAL_MS', 100, 1),
+      maxGroupedRequests: intFromEnv(env, 'COHORTCAST_SQLITE_MAX_GROUPED_REQUESTS', 64, 1),
     },
     postgres: {
-      poolSize: intFromEnv(env, 'COHORTCAST_PG_POOL_SIZE', 10),
+      poolSize: intFromEnv(env, 'COHORTCAST_PG_POOL_SIZE', 10, 1),
       statementTimeoutMs: intFromEnv(env, 'COHORTCAST_PG_STATEMENT_TIMEOUT_MS', 30000),
     },
     ingest: {
       ...defaultIngestLimits,
-      maxEventsPerRequest: intFromEnv(env, 'COHORTCAST_MAX_EVENTS_PER_REQUEST', defaultIngestLimits.maxEventsPerRequest),
-      maxEventBytes: intFromEnv(env, 'COHORTCAST_MAX_EVENT_BYTES', defaultIngestLimits.maxEventBytes),
-      maxBodyBytes: intFromEnv(env, 'COHORTCAST_MAX_BODY_BYTES', defaultIngestLimits.maxBodyBytes),
+      maxEventsPerRequest: intFromEnv(env, 'COHORTCAST_MAX_EVENTS_PER_REQUEST', defaultIngestLimits.maxEventsPerRequest, 1),
+      maxEventBytes: intFromEnv(env, 'COHORTCAST_MAX_EVENT_BYTES', defaultIngestLimits.maxEventBytes, 1),
+      maxBodyBytes: intFromEnv(env, 'COHORTCAST_MAX_BODY_BYTES', defaultIngestLimits.maxBodyBytes, 1),
     },
     projectCacheTtlMs: intFromEnv(env, 'COHORTCAST_PROJECT_CACHE_TTL_MS', 10000),
     api: {
-      defaultPageSize: intFromEnv(env, 'COHORTCAST_API_DEFAULT_PAGE_SIZE', 100),
-      maxPageSize: intFromEnv(env, 'COHORTCAST_API_MAX_PAGE_SIZE', 1000),
+      defaultPageSize: intFromEnv(env, 'COHORTCAST_API_DEFAULT_PAGE_SIZE', 100, 1),
+      maxPageSize: intFromEnv(env, 'COHORTCAST_API_MAX_PAGE_SIZE', 1000, 1),
     },
     http: {
       requestTimeoutMs: intFromEnv(env, 'COHORTCAST_HTTP_REQUEST_TIMEOUT_MS', 60000),

@@ -2,12 +2,11 @@ import fs from 'node:fs';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
-import { sql } from 'kysely';
 import type { Config } from '../config.js';
 import type { Ingestor } from '../ingest/ingestor.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ProjectDirectory } from '../projects/projects.js';
-import type { Store } from '../store/database.js';
+import { pingStore, type Store } from '../store/database.js';
 import { requireProjectSecret } from './auth.js';
 import { ApiError, installApiErrorHandler } from './errors.js';
 import { ingestRoutes } from './ingest-routes.js';
@@ -98,7 +97,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
 
   app.get('/healthz', { schema: { tags: ['Operations'], summary: 'Liveness and database reachability' } }, async (_request, reply) => {
     try {
-      await sql`select 1`.execute(ctx.store.db);
+      await pingStore(ctx.store);
       return { status: 'ok', database: ctx.store.dialect };
     } catch (err) {
       return reply.code(503).send({ status: 'unavailable', database: ctx.store.dialect, error: (err as Error).message });

@@ -9,7 +9,7 @@ declare module 'fastify' {
 }
 
 /** The secret from `Authorization: Basic base64(secret:)` or `Authorization: Bearer secret`. */
-export function secretFrom(header: string | undefined): string | undefined {
+function secretFrom(header: string | undefined): string | undefined {
   if (!header) return undefined;
   const [scheme, value] = header.trim().split(/\s+/, 2);
   if (!value) return undefined;

@@ -16,6 +16,6 @@ export function decodeCursor<T>(cursor: string, valid: (v: unknown) => v is T): 
 }
 
 export const pageSchema = {
-  limit: { type: 'integer', minimum: 1, description: 'Page size (default 100, at most 1000).' },
+  limit: { type: 'integer', minimum: 1, description: 'Page size (default COHORTCAST_API_DEFAULT_PAGE_SIZE, at most COHORTCAST_API_MAX_PAGE_SIZE: 100 and 1000 unless configured).' },
   cursor: { type: 'string', description: 'next_cursor of the previous page.' },
 } as const;

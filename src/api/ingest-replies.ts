@@ -19,6 +19,10 @@ export interface LegacyResult {
   failedRecords?: RecordError[];
 }
 
+/** A JSONP callback name we will echo: a dotted JavaScript identifier, nothing else. */
+export const validCallback = (callback: string | undefined): boolean =>
+  callback === undefined || callback === '' || (callback.length <= 128 && CALLBACK.test(callback));
+
 export function sendLegacy(reply: FastifyReply, fields: Fields, result: LegacyResult): FastifyReply {
   const verbose = flag(fields.verbose);
   if (flag(fields.img)) {
@@ -35,7 +39,7 @@ export function sendLegacy(reply: FastifyReply, fields: Fields, result: LegacyRe
       : '0';
   const callback = fields.callback;
   if (callback !== undefined && callback !== '') {
-    if (!CALLBACK.test(callback) || callback.length > 128) {
+    if (!validCallback(callback)) {
       return reply.code(400).type('text/plain; charset=utf-8').send('callback must be a JavaScript identifier');
     }
     return reply.code(200).type('text/javascript; charset=utf-8').send(`${callback}(${body});`);

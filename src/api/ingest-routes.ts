@@ -7,7 +7,7 @@ import { asRecords, decodeRequest, flag, type DecodedRequest, type Fields } from
 import type { Metrics } from '../observability/metrics.js';
 import type { Project, ProjectDirectory } from '../projects/projects.js';
 import type { IngestLimits } from '../config.js';
-import { describeErrors, sendImport, sendLegacy } from './ingest-replies.js';
+import { describeErrors, sendImport, sendLegacy, validCallback } from './ingest-replies.js';
 
 export interface IngestRoutesOptions {
   ingestor: Ingestor;
@@ -65,6 +65,8 @@ export async function ingestRoutes(app: FastifyInstance, opts: IngestRoutesOptio
     try {
       const decoded = decode(request, limits);
       fields = decoded.fields;
+      // Refuse a bad callback before storing anything: a client retrying the 400 must not double data.
+      if (!flag(fields.img) && !validCallback(fields.callback)) return sendLegacy(reply, fields, { ok: false, status: 400, error: null });
       const records = asRecords(decoded.payload, limits.maxEventsPerRequest);
       const ip = flag(fields.ip) ? request.ip : undefined;
       const outcome =

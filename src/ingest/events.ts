@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { IngestLimits } from '../config.js';
 import type { EventInsert } from '../store/ingest-writer.js';
 import type { RecordError } from './errors.js';
-import { hasNul, jsonHasNul, wellFormedJson } from './text.js';
+import { hasNul, jsonHasNul, stringifyOrUndefined, wellFormedJson } from './text.js';
 
 export type Mode = 'track' | 'import';
 
@@ -154,7 +154,8 @@ export function normalizeEvent(
     return withId('properties', `an event may have at most ${ctx.limits.maxPropertiesPerEvent} properties`);
   }
   if (ctx.ip !== undefined && rest.ip === undefined) rest.ip = ctx.ip;
-  let json = JSON.stringify(rest);
+  let json = stringifyOrUndefined(rest);
+  if (json === undefined) return withId('properties', 'properties are nested too deeply');
   if (jsonHasNul(json)) return withId('properties', 'a property name or value contains a NUL character (\\u0000), which cannot be stored');
   json = wellFormedJson(json);
   const name = event.toWellFormed();

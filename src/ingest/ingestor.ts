@@ -24,8 +24,9 @@ const TOKEN_FIELD = { track: 'properties.token', engage: '$token', groups: '$tok
 
 /**
  * Mixpanel-compatible ingestion, independent of HTTP: validates records, finds their
- * project, and stores what is valid in one transaction per request. Invalid records are
- * reported back, never half-applied.
+ * project, and stores what is valid: a request's events in one transaction, its profile
+ * updates in one transaction per project it names. Invalid records are reported back, never
+ * half-applied.
  */
 export class Ingestor {
   readonly #writer: IngestWriter;
@@ -93,7 +94,8 @@ export class Ingestor {
     const parsed = this.#parse(records, (r, i) => parse(r, i, now), errors);
     const byProject = await this.#groupByToken(parsed, endpoint, (u) => u.update.token, errors, (u) => u.index);
     let applied = 0;
-    for (const [projectId, items] of byProject) {
+    // One transaction per project, in project order (a fixed lock order across requests).
+    for (const [projectId, items] of [...byProject].sort(([a], [b]) => a - b)) {
       await write(projectId, items.map((i) => i.update), now);
       applied += this.#countOps(kind, items);
     }
@@ -166,6 +168,8 @@ export class Ingestor {
       count += events.length;
       batches.push({ projectId, events, aliases: events.flatMap((e) => (e.alias ? [e.alias] : [])) });
     }
+    // Projects in a fixed order, so concurrent requests naming several lock rows in the same order.
+    batches.sort((a, b) => a.projectId - b.projectId);
     const { inserted, duplicates } = batches.length ? await this.#writer.writeEvents(batches, now) : { inserted: 0, duplicates: 0 };
     this.metrics.eventsIngested.inc({ endpoint }, inserted);
     if (duplicates) this.metrics.eventsDuplicate.inc({ endpoint }, duplicates);

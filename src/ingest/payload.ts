@@ -74,7 +74,7 @@ export function decodeDataField(data: string): unknown {
 }
 
 /** Newline-delimited JSON: one record a line, blank lines skipped. */
-export function parseNdjson(text: string): unknown[] {
+function parseNdjson(text: string): unknown[] {
   const records: unknown[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {

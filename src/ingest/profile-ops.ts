@@ -1,12 +1,12 @@
 import type { Properties } from '../store/profile-writer.js';
 import type { RecordError } from './errors.js';
 import { MAX_TIME_MS, toMillis } from './events.js';
-import { hasNul, jsonHasNul, wellFormedValue } from './text.js';
+import { hasNul, jsonHasNul, stringifyOrUndefined, wellFormedValue } from './text.js';
 
 /** The operations of Mixpanel's /engage, in the order they are applied when one update holds several. */
 export const USER_OPERATIONS = ['$set', '$set_once', '$add', '$append', '$union', '$remove', '$unset', '$delete'] as const;
 /** /groups accepts the same minus $add and $append. */
-export const GROUP_OPERATIONS = ['$set', '$set_once', '$union', '$remove', '$unset', '$delete'] as const;
+const GROUP_OPERATIONS = ['$set', '$set_once', '$union', '$remove', '$unset', '$delete'] as const;
 export type Operation = (typeof USER_OPERATIONS)[number];
 
 /** Keys of an update object that are not operations. */
@@ -68,7 +68,9 @@ function parseCommon(
     }
     const problem = checkValue(key as Operation, record[key]);
     if (problem) return fail(key, problem);
-    if (jsonHasNul(JSON.stringify(record[key]) ?? '')) return fail(key, `${key} holds a NUL character (\\u0000), which cannot be stored`);
+    const json = stringifyOrUndefined(record[key]);
+    if (json === undefined) return fail(key, `${key} is nested too deeply`);
+    if (jsonHasNul(json ?? '')) return fail(key, `${key} holds a NUL character (\\u0000), which cannot be stored`);
   }
   for (const op of allowed) if (Object.hasOwn(record, op)) ops.push({ op, value: wellFormedValue(record[op]) });
   if (ops.length === 0) return fail('$set', `an update needs one of ${allowed.join(', ')}`);

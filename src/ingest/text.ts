@@ -11,6 +11,16 @@ const ESCAPED_LONE_SURROGATE = /(?<=(?<!\\)(?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
 
 export const hasNul = (text: string): boolean => text.includes('\0');
 
+/** JSON.stringify, or undefined for a value nested too deeply to serialise (JSON.parse accepts more depth). */
+export function stringifyOrUndefined(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    if (err instanceof RangeError) return undefined;
+    throw err;
+  }
+}
+
 export function jsonHasNul(json: string): boolean {
   return json.includes('\\u0000') && ESCAPED_NUL.test(json);
 }

@@ -15,7 +15,7 @@ export interface CreatedProject extends Project {
   secret: string;
 }
 
-export function hashSecret(secret: string): string {
+function hashSecret(secret: string): string {
   return crypto.createHash('sha256').update(secret).digest('hex');
 }
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import type { Config } from '../config.js';
 import type { Database } from './schema.js';
 import { startCheckpointer } from './sqlite-checkpointer.js';
@@ -28,7 +28,12 @@ export interface PostgresStore extends StoreBase {
 }
 export type Store = SqliteStore | PostgresStore;
 
-export function sqliteFile(dataDir: string): string {
+/** Answers when the database does: for health checks. */
+export async function pingStore(store: Store): Promise<void> {
+  await sql`select 1`.execute(store.db);
+}
+
+function sqliteFile(dataDir: string): string {
   return path.join(dataDir, 'cohortcast.db');
 }
 
@@ -70,7 +75,7 @@ const pgTypes = {
   },
 } as pg.CustomTypesConfig;
 
-export function redactUrl(url: string): string {
+function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';

@@ -15,7 +15,7 @@ export interface EventInsert {
   properties: string;
 }
 
-export interface AliasInsert {
+interface AliasInsert {
   alias: string;
   distinctId: string;
 }
@@ -86,11 +86,11 @@ class SqliteIngestWriter implements IngestWriter {
     this.#flushScheduled = false;
     const group = this.#pending.splice(0, this.maxGroup);
     this.#scheduleFlush();
-    const write = this.#transaction();
     const outcomes: ({ ok: true; result: WriteResult } | { ok: false; error: unknown })[] = [];
     try {
       // Through Kysely's connection mutex, so no Kysely transaction is open around this one.
       await this.store.db.connection().execute(async () => {
+        const write = this.#transaction();
         this.store.raw.transaction(() => {
           outcomes.length = 0;
           for (const item of group) {
@@ -142,8 +142,13 @@ class SqliteIngestWriter implements IngestWriter {
           const target = (s.findAlias.get(projectId, a.distinctId) as string | undefined) ?? a.distinctId;
           if (target !== a.alias) s.upsertAlias.run(projectId, a.alias, target, receivedAt);
         }
+        const seen = new Map<string, string>();
         const resolve = s.hasAliases.get(projectId)
-          ? (id: string) => (s.findAlias.get(projectId, id) as string | undefined) ?? id
+          ? (id: string) => {
+              let canonical = seen.get(id);
+              if (canonical === undefined) seen.set(id, (canonical = (s.findAlias.get(projectId, id) as string | undefined) ?? id));
+              return canonical;
+            }
           : (id: string) => id;
         const counts = new Map<string, [string, string, number, number]>();
         for (const e of batch.events) {
@@ -180,14 +185,15 @@ class PostgresIngestWriter implements IngestWriter {
         const { projectId } = batch;
         for (const a of batch.aliases) {
           await sql`insert into aliases (project_id, alias, distinct_id, created_at)
-            select ${projectId}, ${a.alias}, coalesce((select distinct_id from aliases where project_id = ${projectId} and alias = ${a.distinctId}), ${a.distinctId}), ${receivedAt}
+            select * from (select ${projectId}::int, ${a.alias}::text, coalesce((select distinct_id from aliases where project_id = ${projectId} and alias = ${a.distinctId}), ${a.distinctId}) as target, ${receivedAt}::bigint) as t
+            where target <> ${a.alias}
             on conflict (project_id, alias) do update set distinct_id = excluded.distinct_id`.execute(trx);
         }
         if (batch.events.length === 0) continue;
         total += batch.events.length;
         const ids = batch.events.map((e) => e.distinctId);
         const aliasRows = await sql<{ alias: string; distinct_id: string }>`
-          select alias, distinct_id from aliases where project_id = ${projectId} and alias = any(${ids}::text[])`.execute(trx);
+          select alias, distinct_id from aliases where project_id = ${projectId} and alias = any(${[...new Set(ids)]}::text[])`.execute(trx);
         const aliasOf = new Map(aliasRows.rows.map((r) => [r.alias, r.distinct_id]));
         const resolved = ids.map((id) => aliasOf.get(id) ?? id);
         // One statement: insert what is new, then add exactly those rows to the daily counts.

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
 
-export interface Checkpointer {
+interface Checkpointer {
   /** Stops the thread after closing its connection. */
   stop(): Promise<void>;
 }

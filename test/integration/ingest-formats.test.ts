@@ -88,9 +88,10 @@ describe('/track formats', () => {
     expect(Buffer.from(await img.arrayBuffer()).subarray(0, 6).toString()).toBe('GIF89a');
     const jsonp = await fetch(`${svc.url}/track?callback=mp.cb_1&verbose=1&data=${data}`);
     expect(await jsonp.text()).toBe('mp.cb_1({"status":1,"error":null});');
+    // A bad callback is refused before anything is stored, so a client's retry cannot double it.
     const badCallback = await fetch(`${svc.url}/track?callback=alert(1)&data=${data}`);
     expect(badCallback.status).toBe(400);
-    expect(await eventsOf(id)).toHaveLength(4);
+    expect(await eventsOf(id)).toHaveLength(3);
   });
 
   it('records the client address with ip=1 only', async () => {

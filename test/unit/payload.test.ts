@@ -138,3 +138,16 @@ describe('normalizeEvent', () => {
     expect(alias('Purchase', { alias: 'x' })).toBeUndefined();
   });
 });
+
+describe('values JSON.parse accepts but JSON.stringify cannot', () => {
+  it('refuses properties nested too deeply as a record error, not a crash', () => {
+    const deep = JSON.parse('['.repeat(200_000) + ']'.repeat(200_000)) as unknown;
+    const r = normalizeEvent({ event: 'E', properties: { distinct_id: 'u', deep } }, 0, {
+      mode: 'track',
+      now: Date.now(),
+      limits: defaultIngestLimits,
+      requireInsertId: false,
+    });
+    expect(r).toEqual({ ok: false, error: { index: 0, field: 'properties', message: 'properties are nested too deeply' } });
+  });
+});

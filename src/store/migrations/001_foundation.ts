@@ -4,11 +4,12 @@ import type { Dialect } from '../database.js';
 /** Projects, events, the per-user daily event counts, profiles, group profiles and aliases. */
 export function foundation(dialect: Dialect): Migration {
   const json = dialect === 'postgres' ? sql`jsonb` : sql`text`;
-  // SQLite: INTEGER PRIMARY KEY AUTOINCREMENT; PostgreSQL: serial types (which must not say autoincrement).
+  // SQLite: INTEGER PRIMARY KEY (the rowid; AUTOINCREMENT only for projects, whose ids must never
+  // be reused, as it costs a sqlite_sequence update per insert); PostgreSQL: serial types.
   const withId = (table: CreateTableBuilder<string, never>, type: 'serial' | 'bigserial') =>
     dialect === 'postgres'
       ? table.addColumn('id', type, (c) => c.primaryKey())
-      : table.addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement());
+      : table.addColumn('id', 'integer', (c) => (type === 'serial' ? c.primaryKey().autoIncrement() : c.primaryKey()));
   return {
     async up(db: Kysely<any>) {
       await withId(db.schema.createTable('projects'), 'serial')
