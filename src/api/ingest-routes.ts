@@ -26,10 +26,10 @@ function firstValues(query: unknown): Fields {
   return out;
 }
 
-function decode(request: FastifyRequest, limits: IngestLimits): DecodedRequest {
+function decode(request: FastifyRequest, query: Fields, limits: IngestLimits): DecodedRequest {
   return decodeRequest(
     {
-      query: firstValues(request.query),
+      query,
       body: Buffer.isBuffer(request.body) ? request.body : undefined,
       contentType: request.headers['content-type'],
       contentEncoding: request.headers['content-encoding'],
@@ -63,7 +63,7 @@ export async function ingestRoutes(app: FastifyInstance, opts: IngestRoutesOptio
   const legacy = (endpoint: Exclude<Endpoint, 'import'>) => async (request: FastifyRequest, reply: FastifyReply) => {
     let fields: Fields = firstValues(request.query);
     try {
-      const decoded = decode(request, limits);
+      const decoded = decode(request, fields, limits);
       fields = decoded.fields;
       // Refuse a bad callback before storing anything: a client retrying the 400 must not double data.
       if (!flag(fields.img) && !validCallback(fields.callback)) return sendLegacy(reply, fields, { ok: false, status: 400, error: null });
@@ -91,7 +91,7 @@ export async function ingestRoutes(app: FastifyInstance, opts: IngestRoutesOptio
     let legacyFormat = false;
     try {
       const project = await authenticateImport(request, fields, projects);
-      const decoded = decode(request, limits);
+      const decoded = decode(request, fields, limits);
       fields = decoded.fields;
       // The form-encoded `data=` shape is the legacy API the official clients use: answer "1"/"0".
       legacyFormat = fields.data !== undefined;

@@ -13,8 +13,6 @@ export type Endpoint = 'track' | 'import' | 'engage' | 'groups';
 export interface BatchOutcome {
   /** Records stored or applied (for events: new ones plus duplicates already stored). */
   accepted: number;
-  /** Events that were new (duplicates excluded); for profile updates, equal to accepted. */
-  stored: number;
   errors: RecordError[];
 }
 
@@ -99,7 +97,7 @@ export class Ingestor {
       await write(projectId, items.map((i) => i.update), now);
       applied += this.#countOps(kind, items);
     }
-    return this.#finish(endpoint, applied, applied, errors);
+    return this.#finish(endpoint, applied, errors);
   }
 
   #parse<T>(
@@ -173,13 +171,13 @@ export class Ingestor {
     const { inserted, duplicates } = batches.length ? await this.#writer.writeEvents(batches, now) : { inserted: 0, duplicates: 0 };
     this.metrics.eventsIngested.inc({ endpoint }, inserted);
     if (duplicates) this.metrics.eventsDuplicate.inc({ endpoint }, duplicates);
-    return this.#finish(endpoint, count, inserted, errors);
+    return this.#finish(endpoint, count, errors);
   }
 
-  #finish(endpoint: Endpoint, accepted: number, stored: number, errors: RecordError[]): BatchOutcome {
+  #finish(endpoint: Endpoint, accepted: number, errors: RecordError[]): BatchOutcome {
     errors.sort((a, b) => a.index - b.index);
     for (const e of errors) this.metrics.recordsRejected.inc({ endpoint, field: e.field });
     if (errors.length) this.metrics.requestsRejected.inc({ endpoint, reason: 'invalid_records' });
-    return { accepted, stored, errors };
+    return { accepted, errors };
   }
 }

@@ -702,27 +702,21 @@ type Transport = 'import-json' | 'import-ndjson' | 'import-gzip' | 'track-form' 
 function transportRequest(transport: Transport, p: CreatedProject, recs: Rec[]): Req {
   const auth = { authorization: `Basic ${Buffer.from(`${p.secret}:`).toString('base64')}` };
   const body = JSON.stringify(recs);
+  const importRequest = (headers: Record<string, string>, payload: Buffer): Req => ({
+    method: 'POST',
+    path: '/import',
+    query: [['strict', '1']],
+    rawQuery: '',
+    headers: { ...auth, ...headers },
+    body: payload,
+  });
   switch (transport) {
     case 'import-json':
-      return { method: 'POST', path: '/import', query: [['strict', '1']], rawQuery: '', headers: { ...auth, 'content-type': 'application/json' }, body: Buffer.from(body) };
+      return importRequest({ 'content-type': 'application/json' }, Buffer.from(body));
     case 'import-ndjson':
-      return {
-        method: 'POST',
-        path: '/import',
-        query: [['strict', '1']],
-        rawQuery: '',
-        headers: { ...auth, 'content-type': 'application/x-ndjson' },
-        body: Buffer.from(recs.map((r) => JSON.stringify(r)).join('\n')),
-      };
+      return importRequest({ 'content-type': 'application/x-ndjson' }, Buffer.from(recs.map((r) => JSON.stringify(r)).join('\n')));
     case 'import-gzip':
-      return {
-        method: 'POST',
-        path: '/import',
-        query: [['strict', '1']],
-        rawQuery: '',
-        headers: { ...auth, 'content-type': 'application/json', 'content-encoding': 'gzip' },
-        body: zlib.gzipSync(body),
-      };
+      return importRequest({ 'content-type': 'application/json', 'content-encoding': 'gzip' }, zlib.gzipSync(body));
     case 'track-form':
       return {
         method: 'POST',
