@@ -31,6 +31,44 @@ export interface Config {
   api: { defaultPageSize: number; maxPageSize: number };
   /** Server-side timeouts: a client that stalls mid-request is cut off. */
   http: { requestTimeoutMs: number; keepAliveTimeoutMs: number };
+  delivery: DeliveryConfig;
+}
+
+/** Outbound webhooks: safety, dispatcher pacing, retry schedules. */
+export interface DeliveryConfig {
+  /** http:// destinations are refused unless this is set (development only). */
+  allowHttp: boolean;
+  /** CIDRs exempt from the private-address refusal (e.g. 127.0.0.0/8 in tests). */
+  allowedNetworks: string[];
+  /** Key that seals destination secrets at rest: 32 bytes, base64 or hex. Unset on SQLite: a key file in the data folder. */
+  secretKey: string | undefined;
+  /** Idle dispatcher polls the outbox this often; new work found by this process is sent at once. */
+  pollIntervalMs: number;
+  /** Deliveries claimed per destination per round. */
+  claimBatch: number;
+  /** Requests in flight at once from this process, over all destinations. */
+  maxInFlight: number;
+  /** A claimed delivery whose process died is taken over after this long. */
+  leaseMs: number;
+  defaultTimeoutMs: number;
+  /** Longest per-destination timeout accepted: it must end well inside the lease. */
+  maxTimeoutMs: number;
+  defaultMaxConcurrency: number;
+  /** Bytes of a response read before the connection is cut; the first storedResponseBytes are kept. */
+  maxResponseBytes: number;
+  storedResponseBytes: number;
+  /** After a secret rotation, the old secret still signs for this long. */
+  rotationGraceMs: number;
+  /** How long a 429 or 503 without Retry-After slows the whole destination. */
+  throttleMs: number;
+  /** Retry-After is honoured up to this. */
+  maxRetryAfterMs: number;
+  /** Delay before each attempt, first one included (Standard Webhooks: now, 5 s, 5 min, …). */
+  standardSchedule: number[];
+  /** Mixpanel's cohort sync: 5 retries within 60 s, exponential. */
+  cohortSyncSchedule: number[];
+  /** ± this fraction of random jitter on the standard schedule's delays. */
+  jitter: number;
 }
 
 /** Mixpanel's documented ingestion limits, as defaults. */
@@ -69,6 +107,19 @@ export interface ConfigOverrides {
 }
 
 type Env = Record<string, string | undefined>;
+
+function msListFromEnv(env: Env, name: string, fallback: number[]): number[] {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const list = raw.split(',').map((part) => Number(part.trim()));
+  if (list.some((n) => !Number.isInteger(n) || n < 0)) {
+    throw new Error(`${name} must be a comma-separated list of milliseconds (whole numbers >= 0), got "${raw}"`);
+  }
+  return list;
+}
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
 
 function intFromEnv(env: Env, name: string, fallback: number, min = 0): number {
   const raw = env[name];
@@ -125,5 +176,41 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
       requestTimeoutMs: intFromEnv(env, 'COHORTCAST_HTTP_REQUEST_TIMEOUT_MS', 60000),
       keepAliveTimeoutMs: intFromEnv(env, 'COHORTCAST_HTTP_KEEP_ALIVE_TIMEOUT_MS', 72000),
     },
+    delivery: deliveryConfig(env),
+  };
+}
+
+function deliveryConfig(env: Env): DeliveryConfig {
+  const leaseMs = intFromEnv(env, 'COHORTCAST_DELIVERY_LEASE_MS', 30_000, 1);
+  const maxTimeoutMs = intFromEnv(env, 'COHORTCAST_DELIVERY_MAX_TIMEOUT_MS', Math.min(25_000, leaseMs), 1);
+  if (maxTimeoutMs > leaseMs) {
+    throw new Error(`COHORTCAST_DELIVERY_MAX_TIMEOUT_MS (${maxTimeoutMs}) must not exceed COHORTCAST_DELIVERY_LEASE_MS (${leaseMs})`);
+  }
+  const jitter = Number(env.COHORTCAST_RETRY_JITTER ?? '0.2');
+  if (!(jitter >= 0 && jitter < 1)) throw new Error(`COHORTCAST_RETRY_JITTER must be a fraction from 0 to below 1, got "${env.COHORTCAST_RETRY_JITTER}"`);
+  const schedule = (name: string, fallback: number[]) => {
+    const list = msListFromEnv(env, name, fallback);
+    if (list.length === 0) throw new Error(`${name} needs at least one delay (the first attempt's)`);
+    return list;
+  };
+  return {
+    allowHttp: env.COHORTCAST_ALLOW_HTTP === 'true',
+    allowedNetworks: (env.COHORTCAST_ALLOWED_NETWORKS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    secretKey: env.COHORTCAST_SECRET_KEY || undefined,
+    pollIntervalMs: intFromEnv(env, 'COHORTCAST_DELIVERY_POLL_INTERVAL_MS', 250, 1),
+    claimBatch: intFromEnv(env, 'COHORTCAST_DELIVERY_CLAIM_BATCH', 200, 1),
+    maxInFlight: intFromEnv(env, 'COHORTCAST_DELIVERY_MAX_IN_FLIGHT', 256, 1),
+    leaseMs,
+    defaultTimeoutMs: Math.min(intFromEnv(env, 'COHORTCAST_DELIVERY_TIMEOUT_MS', 10_000, 1), maxTimeoutMs),
+    maxTimeoutMs,
+    defaultMaxConcurrency: intFromEnv(env, 'COHORTCAST_DELIVERY_MAX_CONCURRENCY', 16, 1),
+    maxResponseBytes: intFromEnv(env, 'COHORTCAST_DELIVERY_MAX_RESPONSE_BYTES', 64 * 1024, 1),
+    storedResponseBytes: intFromEnv(env, 'COHORTCAST_DELIVERY_STORED_RESPONSE_BYTES', 1024, 0),
+    rotationGraceMs: intFromEnv(env, 'COHORTCAST_SECRET_ROTATION_GRACE_MS', 24 * HOUR),
+    throttleMs: intFromEnv(env, 'COHORTCAST_DELIVERY_THROTTLE_MS', 5000),
+    maxRetryAfterMs: intFromEnv(env, 'COHORTCAST_DELIVERY_MAX_RETRY_AFTER_MS', HOUR),
+    standardSchedule: schedule('COHORTCAST_RETRY_SCHEDULE_STANDARD_MS', [0, 5000, 5 * MINUTE, 30 * MINUTE, 2 * HOUR, 5 * HOUR, 10 * HOUR, 10 * HOUR]),
+    cohortSyncSchedule: schedule('COHORTCAST_RETRY_SCHEDULE_COHORT_SYNC_MS', [0, 2000, 4000, 8000, 16_000, 30_000]),
+    jitter,
   };
 }

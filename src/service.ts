@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
 import { buildApp } from './api/app.js';
 import type { Config } from './config.js';
+import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
 import { Ingestor } from './ingest/ingestor.js';
 import { createMetrics } from './observability/metrics.js';
 import { ProjectDirectory } from './projects/projects.js';
@@ -10,6 +12,7 @@ import { migrateToLatest } from './store/migrate.js';
 export interface Service {
   app: FastifyInstance;
   store: Store;
+  delivery: DeliveryEngine;
   /** The base URL it listens on, e.g. http://127.0.0.1:8080. */
   url: string;
   close(): Promise<void>;
@@ -19,30 +22,67 @@ export interface Service {
 export async function startService(config: Config): Promise<Service> {
   const store = openStore(config);
   let app: FastifyInstance | undefined;
+  let delivery: DeliveryEngine | undefined;
   try {
     await migrateToLatest(store);
     const metrics = createMetrics();
     const projects = new ProjectDirectory(store, config.projectCacheTtlMs);
     const ingestor = new Ingestor(store, projects, config.ingest, metrics);
-    app = await buildApp({ config, store, projects, ingestor, metrics });
+    const log = pino({ level: config.logLevel });
+    delivery = await createDeliveryEngine(config, store, metrics, log);
+    app = await buildApp({ config, store, projects, ingestor, metrics, delivery });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
     const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
+    delivery.dispatcher.start();
     app.log.info({ url, database: store.location }, 'cohortcast is serving');
     const server = app;
+    const engine = delivery;
     return {
       app: server,
       store,
+      delivery: engine,
       url,
       async close() {
         await server.close();
+        await engine.close();
         await store.close();
       },
     };
   } catch (err) {
     await app?.close();
+    await delivery?.close();
+    await store.close();
+    throw err;
+  }
+}
+
+export interface Worker {
+  store: Store;
+  delivery: DeliveryEngine;
+  close(): Promise<void>;
+}
+
+/** `cohortcast worker`: the dispatcher (and, later, the scheduler) without the HTTP API. */
+export async function startWorker(config: Config): Promise<Worker> {
+  const store = openStore(config);
+  try {
+    await migrateToLatest(store);
+    const log = pino({ level: config.logLevel });
+    const delivery = await createDeliveryEngine(config, store, createMetrics(), log);
+    delivery.dispatcher.start();
+    log.info({ database: store.location, worker: delivery.dispatcher.worker }, 'cohortcast worker is running');
+    return {
+      store,
+      delivery,
+      async close() {
+        await delivery.close();
+        await store.close();
+      },
+    };
+  } catch (err) {
     await store.close();
     throw err;
   }

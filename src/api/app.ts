@@ -3,6 +3,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
+import { ConnectionAdmin } from '../delivery/connection-admin.js';
+import type { DeliveryEngine } from '../delivery/engine.js';
 import type { Ingestor } from '../ingest/ingestor.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ProjectDirectory } from '../projects/projects.js';
@@ -10,6 +12,8 @@ import { pingStore, type Store } from '../store/database.js';
 import { requireProjectSecret } from './auth.js';
 import { ApiError, installApiErrorHandler } from './errors.js';
 import { ingestRoutes } from './ingest-routes.js';
+import { connectionRoutes } from './management/connections.js';
+import { deliveryRoutes } from './management/deliveries.js';
 import { eventRoutes } from './management/events.js';
 import { profileRoutes } from './management/profiles.js';
 
@@ -30,6 +34,7 @@ export interface AppContext {
   projects: ProjectDirectory;
   ingestor: Ingestor;
   metrics: Metrics;
+  delivery: DeliveryEngine;
 }
 
 const VERSION = '0.1.0';
@@ -89,6 +94,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       const paging = { store: ctx.store, ...config.api };
       await api.register(profileRoutes, paging);
       await api.register(eventRoutes, paging);
+      await api.register(connectionRoutes, { ...config.api, admin: new ConnectionAdmin(ctx.store, ctx.delivery, config.delivery) });
+      await api.register(deliveryRoutes, { ...paging, dispatcher: ctx.delivery.dispatcher });
     },
     { prefix: '/api/v1' },
   );

@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type ConfigOverrides } from '../config.js';
 import { createProject, listProjects } from '../projects/projects.js';
-import { startService } from '../service.js';
+import { startService, startWorker } from '../service.js';
 import { openStore, type Store } from '../store/database.js';
 import { migrateToLatest } from '../store/migrate.js';
 
@@ -56,6 +56,22 @@ withStorage(
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
 });
+
+withStorage(program.command('worker').description('run the dispatcher (and scheduler) without the HTTP API')).action(
+  async (flags: StorageFlags) => {
+    const worker = await startWorker(loadConfig(flags));
+    let stopping = false;
+    const stop = async () => {
+      if (stopping) return;
+      stopping = true;
+      // Attempts in flight finish and are recorded; leases still held are given back.
+      await worker.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void stop());
+    process.on('SIGTERM', () => void stop());
+  },
+);
 
 withStorage(program.command('migrate').description('create or upgrade the database schema, then exit')).action(
   async (flags: StorageFlags) => {

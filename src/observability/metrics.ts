@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Every metric of one service instance, in its own registry (tests run several in a process). */
 export interface Metrics {
@@ -9,13 +9,22 @@ export interface Metrics {
   profileUpdates: Counter<'kind' | 'operation'>;
   requestsRejected: Counter<'endpoint' | 'reason'>;
   requestDuration: Histogram<'method' | 'route' | 'status_code'>;
+  deliveryAttempts: Counter<'outcome'>;
+  deliveriesFinished: Counter<'outcome'>;
+  attemptDuration: Histogram<'outcome'>;
+  /** Where the queue gauges read from; set by whoever runs a dispatcher. */
+  queueSource: { read?: () => Promise<{ pending: number; oldestDueAt: number | null }> };
 }
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
+  const queueSource: Metrics['queueSource'] = {};
+  // One read serves both gauges in a scrape.
+  let snapshot: Promise<{ pending: number; oldestDueAt: number | null }> | undefined;
+  const readQueue = () => (snapshot ??= (queueSource.read?.() ?? Promise.resolve({ pending: 0, oldestDueAt: null })).finally(() => setImmediate(() => (snapshot = undefined))));
   collectDefaultMetrics({ register: registry, prefix: 'cohortcast_' });
   const registers = [registry];
-  return {
+  const metrics: Metrics = {
     registry,
     eventsIngested: new Counter({
       name: 'cohortcast_events_ingested_total',
@@ -54,5 +63,43 @@ export function createMetrics(): Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),
+    deliveryAttempts: new Counter({
+      name: 'cohortcast_delivery_attempts_total',
+      help: 'HTTP attempts made by the dispatcher, by outcome (success, retry, rejected, failed, exhausted).',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    deliveriesFinished: new Counter({
+      name: 'cohortcast_deliveries_total',
+      help: 'Deliveries that reached an end, by outcome (delivered, rejected, failed, exhausted).',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    attemptDuration: new Histogram({
+      name: 'cohortcast_delivery_attempt_duration_seconds',
+      help: 'Latency of delivery attempts, from sending to the end of the reply, by outcome.',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    queueSource,
   };
+  new Gauge({
+    name: 'cohortcast_delivery_queue_depth',
+    help: 'Deliveries waiting to be sent or retried.',
+    registers,
+    async collect() {
+      this.set((await readQueue()).pending);
+    },
+  });
+  new Gauge({
+    name: 'cohortcast_delivery_oldest_due_age_seconds',
+    help: 'How long the oldest due delivery has been waiting (0 when none is due).',
+    registers,
+    async collect() {
+      const { oldestDueAt } = await readQueue();
+      this.set(oldestDueAt === null ? 0 : Math.max(0, (Date.now() - oldestDueAt) / 1000));
+    },
+  });
+  return metrics;
 }

@@ -63,6 +63,85 @@ export interface AliasesTable {
   created_at: number;
 }
 
+export interface ConnectionsTable {
+  id: Generated<number>;
+  project_id: number;
+  name: string;
+  url: string;
+  /** Sealed JSON {username, password}. */
+  basic_auth: string | null;
+  /** Custom headers sent with every request, in the clear. */
+  headers: Json;
+  secret_header_name: string | null;
+  /** Sealed. */
+  secret_header_value: string | null;
+  /** Sealed whsec_… secret; the previous one stays valid until previous_secret_expires_at. */
+  signing_secret: string;
+  previous_signing_secret: string | null;
+  previous_secret_expires_at: number | null;
+  /** Sealed whsk_… key when ed25519 (v1a) signing is on; its whpk_… public key beside it. */
+  ed25519_private_key: string | null;
+  ed25519_public_key: string | null;
+  timeout_ms: number;
+  max_concurrency: number;
+  rate_limit_per_s: number | null;
+  disabled_at: number | null;
+  disabled_reason: string | null;
+  throttled_until: number | null;
+  created_at: number;
+  updated_at: number;
+  deleted_at: number | null;
+}
+
+export type DeliveryState = 'pending' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface DeliveriesTable {
+  id: Generated<number>;
+  project_id: number;
+  connection_id: number;
+  /** Standard Webhooks webhook-id: the same on every attempt, so receivers can de-duplicate. */
+  webhook_id: string;
+  owner_kind: string;
+  owner_id: string;
+  policy: string;
+  content_type: string;
+  body: string;
+  headers: Json;
+  state: DeliveryState;
+  outcome: string | null;
+  attempts: number;
+  /** Attempts since last (re)queued: the position in the retry schedule. */
+  round_attempts: number;
+  next_attempt_at: number;
+  first_attempt_at: number | null;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+  completed_at: number | null;
+}
+
+export interface DeliveryAttemptsTable {
+  id: Generated<number>;
+  delivery_id: number;
+  attempt: number;
+  worker: string;
+  started_at: number;
+  duration_ms: number;
+  status: number | null;
+  response_headers: Json | null;
+  response_body: string | null;
+  error: string | null;
+  outcome: string;
+}
+
+export interface SettingsTable {
+  name: string;
+  value: string;
+}
+
 export interface Database {
   projects: ProjectsTable;
   events: EventsTable;
@@ -70,6 +149,10 @@ export interface Database {
   profiles: ProfilesTable;
   group_profiles: GroupProfilesTable;
   aliases: AliasesTable;
+  settings: SettingsTable;
+  connections: ConnectionsTable;
+  deliveries: DeliveriesTable;
+  delivery_attempts: DeliveryAttemptsTable;
 }
 
 /** JSON columns come back as text from SQLite and already parsed from PostgreSQL. */

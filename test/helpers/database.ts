@@ -23,7 +23,8 @@ export interface TestDatabase {
 }
 
 export async function createTestDatabase(env: Record<string, string> = {}): Promise<TestDatabase> {
-  const baseEnv = { COHORTCAST_LOG_LEVEL: 'warn', ...env };
+  // One sealing key per test database, as every process sharing a database must use the same.
+  const baseEnv = { COHORTCAST_LOG_LEVEL: 'warn', COHORTCAST_SECRET_KEY: crypto.randomBytes(32).toString('base64'), ...env };
   if (testDatabaseUrl) {
     const name = `cc_test_${crypto.randomBytes(6).toString('hex')}`;
     const admin = new pg.Client({ connectionString: testDatabaseUrl });

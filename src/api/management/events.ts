@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { toMillis } from '../../ingest/events.js';
 import type { Store } from '../../store/database.js';
 import { listEvents } from '../../store/events-repo.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
 import { ApiError, errorSchema } from '../errors.js';
 import { pageLimit } from './paging.js';
+import { timeParam } from './time-param.js';
 
 const eventSchema = {
   type: 'object',
@@ -18,16 +18,6 @@ const eventSchema = {
     properties: { type: 'object', additionalProperties: true },
   },
 } as const;
-
-/** Epoch seconds or milliseconds, or an ISO 8601 date. */
-function timeParam(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const ms = /^\d+(\.\d+)?$/.test(value) ? toMillis(value) : Date.parse(value);
-  if (ms === undefined || Number.isNaN(ms)) {
-    throw new ApiError(400, 'invalid_time', `${name} must be epoch seconds, epoch milliseconds or an ISO 8601 date`);
-  }
-  return ms;
-}
 
 const isPosition = (v: unknown): v is [number, number] =>
   Array.isArray(v) && v.length === 2 && v.every((n) => Number.isSafeInteger(n));

@@ -1,0 +1,170 @@
+import type { FastifyInstance } from 'fastify';
+import type { Dispatcher } from '../../delivery/dispatcher.js';
+import type { Store } from '../../store/database.js';
+import { findDelivery, listAttempts, listDeliveries, retryDelivery, type DeliveryRow } from '../../store/deliveries-repo.js';
+import { readJson } from '../../store/schema.js';
+import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
+import { ApiError, errorSchema } from '../errors.js';
+import { pageLimit } from './paging.js';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+const deliveryFields = {
+  id: { type: 'integer' },
+  connection_id: { type: 'integer' },
+  webhook_id: { type: 'string' },
+  owner: { type: 'object', properties: { kind: { type: 'string' }, id: { type: 'string' } } },
+  policy: { type: 'string' },
+  state: { type: 'string', enum: ['pending', 'succeeded', 'failed', 'cancelled'] },
+  outcome: { type: ['string', 'null'] },
+  attempts: { type: 'integer' },
+  next_attempt_at: { type: ['string', 'null'] },
+  last_status: { type: ['integer', 'null'] },
+  last_error: { type: ['string', 'null'] },
+  created_at: { type: 'string' },
+  completed_at: { type: ['string', 'null'] },
+} as const;
+
+const attemptSchema = {
+  type: 'object',
+  properties: {
+    attempt: { type: 'integer' },
+    started_at: { type: 'string' },
+    duration_ms: { type: 'integer' },
+    status: { type: ['integer', 'null'] },
+    outcome: { type: 'string' },
+    error: { type: ['string', 'null'] },
+    response_headers: { type: ['object', 'null'], additionalProperties: { type: 'string' } },
+    response_body: { type: ['string', 'null'] },
+    worker: { type: 'string' },
+  },
+} as const;
+
+function present(d: DeliveryRow) {
+  return {
+    id: d.id,
+    connection_id: d.connection_id,
+    webhook_id: d.webhook_id,
+    owner: { kind: d.owner_kind, id: d.owner_id },
+    policy: d.policy,
+    state: d.state,
+    outcome: d.outcome,
+    attempts: d.attempts,
+    next_attempt_at: d.state === 'pending' ? iso(d.next_attempt_at) : null,
+    last_status: d.last_status,
+    last_error: d.last_error,
+    created_at: iso(d.created_at)!,
+    completed_at: iso(d.completed_at),
+  };
+}
+
+const idParams = { type: 'object', properties: { id: { type: 'integer', minimum: 1 } }, required: ['id'] } as const;
+const tags = ['Deliveries'];
+const isAfter = (v: unknown): v is number => Number.isSafeInteger(v);
+
+export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store; dispatcher: Dispatcher; defaultPageSize: number; maxPageSize: number }) {
+  const { store } = opts;
+
+  app.get(
+    '/deliveries',
+    {
+      schema: {
+        tags,
+        summary: 'List deliveries, newest first',
+        querystring: {
+          type: 'object',
+          properties: {
+            ...pageSchema,
+            connection_id: { type: 'integer', minimum: 1 },
+            state: { type: 'string', enum: ['pending', 'succeeded', 'failed', 'cancelled'] },
+            owner_kind: { type: 'string' },
+            owner_id: { type: 'string' },
+          },
+          additionalProperties: false,
+        },
+        response: {
+          200: { type: 'object', properties: { results: { type: 'array', items: { type: 'object', properties: deliveryFields } }, next_cursor: { type: ['string', 'null'] } } },
+          400: errorSchema,
+          401: errorSchema,
+        },
+      },
+    },
+    async (request) => {
+      const q = request.query as { limit?: number; cursor?: string; connection_id?: number; state?: DeliveryRow['state']; owner_kind?: string; owner_id?: string };
+      if (q.owner_id !== undefined && q.owner_kind === undefined) throw new ApiError(400, 'invalid_filter', 'owner_id needs owner_kind');
+      const limit = pageLimit(q.limit, opts);
+      const before = q.cursor === undefined ? undefined : decodeCursor(q.cursor, isAfter);
+      const rows = await listDeliveries(store, request.project.id, {
+        connectionId: q.connection_id,
+        state: q.state,
+        ownerKind: q.owner_kind,
+        ownerId: q.owner_id,
+        before,
+        limit: limit + 1,
+      });
+      const page = rows.slice(0, limit);
+      return { results: page.map(present), next_cursor: rows.length > limit ? encodeCursor(page.at(-1)!.id) : null };
+    },
+  );
+
+  app.get(
+    '/deliveries/:id',
+    {
+      schema: {
+        tags,
+        summary: 'One delivery with its request body and every attempt',
+        params: idParams,
+        response: {
+          200: {
+            type: 'object',
+            properties: { ...deliveryFields, content_type: { type: 'string' }, body: { type: 'string' }, attempts_log: { type: 'array', items: attemptSchema } },
+          },
+          401: errorSchema,
+          404: errorSchema,
+        },
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: number };
+      const d = await findDelivery(store, request.project.id, id);
+      if (!d) throw new ApiError(404, 'not_found', `no delivery ${id} in this project`);
+      const attempts = await listAttempts(store, id);
+      return {
+        ...present(d),
+        content_type: d.content_type,
+        body: d.body,
+        attempts_log: attempts.map((a) => ({
+          attempt: a.attempt,
+          started_at: iso(a.started_at)!,
+          duration_ms: a.duration_ms,
+          status: a.status,
+          outcome: a.outcome,
+          error: a.error,
+          response_headers: a.response_headers === null ? null : readJson<Record<string, string>>(a.response_headers),
+          response_body: a.response_body,
+          worker: a.worker,
+        })),
+      };
+    },
+  );
+
+  app.post(
+    '/deliveries/:id/retry',
+    {
+      schema: {
+        tags,
+        summary: 'Send a delivery again now, from the start of its retry schedule (same webhook-id)',
+        params: idParams,
+        response: { 200: { type: 'object', properties: deliveryFields }, 401: errorSchema, 404: errorSchema, 409: errorSchema },
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: number };
+      const result = await retryDelivery(store, request.project.id, id, Date.now());
+      if (result === 'not_found') throw new ApiError(404, 'not_found', `no delivery ${id} in this project`);
+      if (result === 'in_flight') throw new ApiError(409, 'in_flight', `delivery ${id} is being sent right now; look again when the attempt ends`);
+      opts.dispatcher.wake(true);
+      return present(result);
+    },
+  );
+}

@@ -1,0 +1,200 @@
+import crypto from 'node:crypto';
+import os from 'node:os';
+import type { Logger } from 'pino';
+import type { DeliveryConfig } from '../config.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Store } from '../store/database.js';
+import { claimDeliveries, claimDelivery, dueConnections, releaseLeases, type DeliveryRow } from '../store/outbox-repo.js';
+import { classify, scheduledDelay, type AttemptResult, type Verdict } from './classify.js';
+import type { ConnectionDirectory, LiveConnection } from './connections.js';
+import { finishAttempts, type Completion } from './finish.js';
+import type { HttpSender } from './http-sender.js';
+import { policies, isPolicyName, type RetryPolicy } from './policies.js';
+import { buildRequest } from './request.js';
+import type { OwnerRegistry } from './owners.js';
+
+export interface DispatcherDeps {
+  store: Store;
+  sender: HttpSender;
+  connections: ConnectionDirectory;
+  owners: OwnerRegistry;
+  config: DeliveryConfig;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/**
+ * Claims due deliveries with leases, sends them, and records each attempt. Work is claimed per
+ * destination, never more than its free concurrency, so one slow or hanging receiver holds only
+ * its own slots; the rest keep flowing. Attempts are finished in batches (one transaction).
+ */
+export class Dispatcher {
+  /** Names this process's leases: host, pid and a random part (pids repeat across restarts). */
+  readonly worker = `${os.hostname()}:${process.pid}:${crypto.randomBytes(4).toString('hex')}`;
+  readonly #policies: Record<string, RetryPolicy>;
+  readonly #inFlight = new Map<number, number>();
+  #inFlightTotal = 0;
+  readonly #leased = new Set<number>();
+  /** Destinations known to have due work; refreshed from the database every poll. */
+  #hot = new Set<number>();
+  #lastDiscovery = 0;
+  #running = false;
+  #looping = false;
+  #again = false;
+  #timer: NodeJS.Timeout | undefined;
+  #completions: Completion[] = [];
+  #flushing: Promise<void> | undefined;
+  readonly #idle: (() => void)[] = [];
+
+  constructor(private readonly deps: DispatcherDeps) {
+    this.#policies = policies(deps.config);
+  }
+
+  start(): void {
+    this.#running = true;
+    this.wake(true);
+  }
+
+  /** New work may be due (an enqueue in this process, a finished attempt): look now. */
+  wake(discover = false): void {
+    if (discover) this.#lastDiscovery = 0;
+    if (!this.#running) return;
+    if (this.#looping) {
+      this.#again = true;
+      return;
+    }
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#looping = true;
+    void this.#loop().finally(() => {
+      this.#looping = false;
+      if (!this.#running) return;
+      if (this.#again) {
+        this.#again = false;
+        this.wake();
+      } else {
+        this.#timer = setTimeout(() => this.wake(true), this.deps.config.pollIntervalMs);
+        this.#timer.unref();
+      }
+    });
+  }
+
+  async #loop(): Promise<void> {
+    const { config, log } = this.deps;
+    try {
+      const now = Date.now();
+      if (now - this.#lastDiscovery >= config.pollIntervalMs) {
+        this.#lastDiscovery = now;
+        this.#hot = new Set(await dueConnections(this.deps.store, now));
+      }
+      for (const connectionId of [...this.#hot]) {
+        if (!this.#running) return;
+        const room = config.maxInFlight - this.#inFlightTotal;
+        if (room <= 0) return;
+        const connection = await this.deps.connections.get(connectionId);
+        if (!connection) {
+          this.#hot.delete(connectionId);
+          continue;
+        }
+        const free = Math.min(room, config.claimBatch, connection.maxConcurrency - (this.#inFlight.get(connectionId) ?? 0), connection.rateBudget(Date.now()));
+        if (free <= 0) continue;
+        const claimed = await claimDeliveries(this.deps.store, connectionId, free, this.worker, Date.now(), config.leaseMs);
+        if (claimed.length < free) this.#hot.delete(connectionId);
+        connection.spend(claimed.length, Date.now());
+        for (const delivery of claimed) this.#launch(connection, delivery);
+      }
+    } catch (err) {
+      log.error({ err }, 'dispatcher round failed; retrying at the next poll');
+    }
+  }
+
+  #launch(connection: LiveConnection, delivery: DeliveryRow): void {
+    this.#inFlightTotal++;
+    this.#inFlight.set(connection.id, (this.#inFlight.get(connection.id) ?? 0) + 1);
+    this.#leased.add(delivery.id);
+    void this.#attempt(connection, delivery).then((completion) => {
+      this.#completions.push(completion);
+      this.#flush();
+    });
+  }
+
+  async #attempt(connection: LiveConnection, delivery: DeliveryRow): Promise<Completion> {
+    const startedAt = Date.now();
+    const policy = isPolicyName(delivery.policy) ? this.#policies[delivery.policy]! : this.#policies.standard!;
+    let result: AttemptResult;
+    try {
+      result = await this.deps.sender.send(buildRequest(connection, delivery, startedAt));
+    } catch (err) {
+      result = { body: '', truncated: false, error: { kind: 'network', message: (err as Error).message }, durationMs: Date.now() - startedAt };
+    }
+    const verdict = classify(policy, result, Date.now(), this.deps.config.throttleMs);
+    return { delivery, connection, policy, result, verdict, startedAt, nextAttemptAt: this.#nextAttempt(policy, delivery, verdict) };
+  }
+
+  /** When to try again, or undefined when this attempt is the last. */
+  #nextAttempt(policy: RetryPolicy, delivery: DeliveryRow, verdict: Verdict): number | undefined {
+    if (verdict.kind !== 'retry') return undefined;
+    const delay = scheduledDelay(policy, delivery.round_attempts + 1);
+    if (delay === undefined) return undefined;
+    const asked = verdict.retryAfterMs === undefined ? 0 : Math.min(verdict.retryAfterMs, this.deps.config.maxRetryAfterMs);
+    return Date.now() + Math.max(delay, asked);
+  }
+
+  /** Finishes every completed attempt so far in one transaction; one flush at a time. */
+  #flush(): void {
+    if (this.#flushing) return;
+    const batch = this.#completions;
+    if (batch.length === 0) {
+      if (this.#inFlightTotal === 0) for (const resolve of this.#idle.splice(0)) resolve();
+      return;
+    }
+    this.#completions = [];
+    this.#flushing = finishAttempts(this.deps, this.worker, batch)
+      .catch((err) => {
+        // The leases stay; these deliveries are retried by whoever claims them after expiry.
+        this.deps.log.error({ err, deliveries: batch.length }, 'recording delivery attempts failed');
+      })
+      .finally(() => {
+        for (const c of batch) {
+          this.#inFlightTotal--;
+          const n = (this.#inFlight.get(c.connection.id) ?? 1) - 1;
+          if (n > 0) this.#inFlight.set(c.connection.id, n);
+          else this.#inFlight.delete(c.connection.id);
+          this.#leased.delete(c.delivery.id);
+          if (c.verdict.kind === 'retry' && c.verdict.throttleMs) this.#hot.delete(c.connection.id);
+          else this.#hot.add(c.connection.id);
+          if (c.verdict.kind === 'fail' && c.verdict.disableDestination) this.deps.connections.forget(c.connection.id);
+          if (c.verdict.kind === 'retry' && c.verdict.throttleMs) this.deps.connections.forget(c.connection.id);
+        }
+        this.#flushing = undefined;
+        this.#flush();
+        this.wake();
+      });
+  }
+
+  /**
+   * Sends one delivery at once, outside the claim loop, and records it like any other attempt:
+   * connection tests use it to report the receiver's answer to the caller.
+   */
+  async sendNow(deliveryId: number): Promise<Completion | undefined> {
+    const delivery = await claimDelivery(this.deps.store, deliveryId, this.worker, Date.now(), this.deps.config.leaseMs);
+    if (!delivery) return undefined;
+    const connection = await this.deps.connections.get(delivery.connection_id, { fresh: true });
+    if (!connection) {
+      await releaseLeases(this.deps.store, this.worker, [delivery.id]);
+      return undefined;
+    }
+    const completion = await this.#attempt(connection, delivery);
+    await finishAttempts(this.deps, this.worker, [completion]);
+    return completion;
+  }
+
+  /** Stops claiming, lets attempts in flight finish and be recorded, gives back what is left. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    clearTimeout(this.#timer);
+    while (this.#looping) await new Promise((r) => setTimeout(r, 5));
+    if (this.#inFlightTotal > 0 || this.#flushing) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    await releaseLeases(this.deps.store, this.worker, [...this.#leased]);
+  }
+}

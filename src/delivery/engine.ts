@@ -1,0 +1,43 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Store } from '../store/database.js';
+import { queueStats } from '../store/outbox-repo.js';
+import { ConnectionDirectory } from './connections.js';
+import { Dispatcher } from './dispatcher.js';
+import { HttpSender } from './http-sender.js';
+import { NetworkGuard } from './network-guard.js';
+import { OwnerRegistry } from './owners.js';
+import type { SecretBox } from './secret-box.js';
+import { openSecretBox } from './secret-key.js';
+
+/** Everything that sends: shared by `serve` (with the API) and `worker` (without). */
+export interface DeliveryEngine {
+  guard: NetworkGuard;
+  box: SecretBox;
+  connections: ConnectionDirectory;
+  owners: OwnerRegistry;
+  dispatcher: Dispatcher;
+  close(): Promise<void>;
+}
+
+export async function createDeliveryEngine(config: Config, store: Store, metrics: Metrics, log: Logger): Promise<DeliveryEngine> {
+  const guard = new NetworkGuard({ allowHttp: config.delivery.allowHttp, allowedNetworks: config.delivery.allowedNetworks });
+  const box = await openSecretBox(config, store);
+  const connections = new ConnectionDirectory(store, box, Math.min(1000, config.delivery.pollIntervalMs));
+  const owners = new OwnerRegistry();
+  const sender = new HttpSender(guard, config.delivery);
+  const dispatcher = new Dispatcher({ store, sender, connections, owners, config: config.delivery, metrics, log });
+  metrics.queueSource.read = () => queueStats(store, Date.now());
+  return {
+    guard,
+    box,
+    connections,
+    owners,
+    dispatcher,
+    async close() {
+      await dispatcher.stop();
+      await sender.close();
+    },
+  };
+}

@@ -1,0 +1,140 @@
+import type { DeliveryConfig } from '../config.js';
+import type { Logger } from 'pino';
+import type { Metrics } from '../observability/metrics.js';
+import type { Store } from '../store/database.js';
+import type { DeliveryRow } from '../store/outbox-repo.js';
+import type { AttemptResult, Verdict } from './classify.js';
+import type { LiveConnection } from './connections.js';
+import type { DeliveryOutcome, OwnerRegistry } from './owners.js';
+import type { RetryPolicy } from './policies.js';
+
+/** One attempt, sent and judged, waiting to be recorded. */
+export interface Completion {
+  delivery: DeliveryRow;
+  connection: LiveConnection;
+  policy: RetryPolicy;
+  result: AttemptResult;
+  verdict: Verdict;
+  startedAt: number;
+  /** Set when the delivery will be tried again. */
+  nextAttemptAt: number | undefined;
+}
+
+type AttemptOutcome = 'success' | 'retry' | DeliveryOutcome['outcome'];
+
+function outcomeOf(c: Completion): AttemptOutcome {
+  if (c.verdict.kind === 'success') return 'success';
+  if (c.verdict.kind === 'retry') return c.nextAttemptAt === undefined ? 'exhausted' : 'retry';
+  return c.verdict.permanent ? 'rejected' : 'failed';
+}
+
+function reasonOf(c: Completion): string | null {
+  if (c.verdict.kind === 'success') return null;
+  const truncated = c.result.truncated ? ' (reply cut off at the read limit)' : '';
+  return c.verdict.reason + truncated;
+}
+
+/**
+ * Records a batch of attempts in one transaction: the attempt log, each delivery's new state
+ * (only while this worker still holds its lease), destinations disabled or slowed down, and, for
+ * deliveries that ended, their owner's reaction in the same transaction.
+ */
+export async function finishAttempts(
+  deps: { store: Store; owners: OwnerRegistry; config: DeliveryConfig; metrics: Metrics; log: Logger },
+  worker: string,
+  batch: Completion[],
+): Promise<void> {
+  const { store, owners, config, metrics } = deps;
+  const now = Date.now();
+  const finished: DeliveryOutcome['outcome'][] = [];
+  await store.db.transaction().execute(async (trx) => {
+    await trx
+      .insertInto('delivery_attempts')
+      .values(
+        batch.map((c) => ({
+          delivery_id: c.delivery.id,
+          attempt: c.delivery.attempts + 1,
+          worker,
+          started_at: c.startedAt,
+          duration_ms: c.result.durationMs,
+          status: c.result.status ?? null,
+          response_headers: c.result.headers ? JSON.stringify(c.result.headers) : null,
+          response_body: c.result.status === undefined ? null : c.result.body.slice(0, config.storedResponseBytes),
+          error: c.result.error ? `${c.result.error.kind}: ${c.result.error.message}` : null,
+          outcome: outcomeOf(c),
+        })),
+      )
+      .execute();
+    for (const c of batch) {
+      const outcome = outcomeOf(c);
+      const ended = outcome !== 'retry';
+      const reason = reasonOf(c);
+      const updated = await trx
+        .updateTable('deliveries')
+        .set({
+          attempts: c.delivery.attempts + 1,
+          round_attempts: c.delivery.round_attempts + 1,
+          first_attempt_at: c.delivery.first_attempt_at ?? c.startedAt,
+          state: ended ? (outcome === 'success' ? 'succeeded' : 'failed') : 'pending',
+          outcome: ended ? (outcome === 'success' ? 'delivered' : outcome) : null,
+          next_attempt_at: c.nextAttemptAt ?? c.delivery.next_attempt_at,
+          lease_owner: null,
+          lease_expires_at: null,
+          last_status: c.result.status ?? null,
+          last_error: reason,
+          updated_at: now,
+          completed_at: ended ? now : null,
+        })
+        .where('id', '=', c.delivery.id)
+        .where('lease_owner', '=', worker)
+        .where('state', '=', 'pending')
+        .executeTakeFirst();
+      // The lease ran out and someone else owns this delivery now: they will record its end.
+      if (Number(updated.numUpdatedRows) === 0) continue;
+      if (c.verdict.kind === 'fail' && c.verdict.disableDestination) {
+        await trx
+          .updateTable('connections')
+          .set({ disabled_at: now, disabled_reason: `disabled after ${reason}`, updated_at: now })
+          .where('id', '=', c.connection.id)
+          .where('disabled_at', 'is', null)
+          .execute();
+      }
+      if (c.verdict.kind === 'retry' && c.verdict.throttleMs) {
+        const until = now + Math.min(c.verdict.throttleMs, config.maxRetryAfterMs);
+        await trx
+          .updateTable('connections')
+          .set({ throttled_until: until })
+          .where('id', '=', c.connection.id)
+          .where((eb) => eb.or([eb('throttled_until', 'is', null), eb('throttled_until', '<', until)]))
+          .execute();
+      }
+      if (!ended) continue;
+      const final = outcome === 'success' ? 'delivered' : outcome;
+      finished.push(final);
+      const owner = owners.get(c.delivery.owner_kind);
+      if (owner) {
+        await owner.finished(trx, {
+          delivery: c.delivery,
+          state: final === 'delivered' ? 'succeeded' : 'failed',
+          outcome: final,
+          status: c.result.status ?? null,
+          reason,
+        });
+      }
+    }
+  });
+  // Counted once the transaction has committed: a rolled-back batch is attempted again.
+  for (const c of batch) {
+    const outcome = outcomeOf(c);
+    metrics.deliveryAttempts.inc({ outcome });
+    metrics.attemptDuration.observe({ outcome }, c.result.durationMs / 1000);
+  }
+  for (const outcome of finished) metrics.deliveriesFinished.inc({ outcome });
+  // Operational events: a destination switched off, or a delivery that will not be tried again.
+  for (const c of batch) {
+    const outcome = outcomeOf(c);
+    const where = { delivery: c.delivery.id, webhookId: c.delivery.webhook_id, connection: c.connection.id, owner: `${c.delivery.owner_kind}:${c.delivery.owner_id}` };
+    if (c.verdict.kind === 'fail' && c.verdict.disableDestination) deps.log.warn({ ...where, reason: reasonOf(c) }, 'destination disabled');
+    if (outcome === 'exhausted' || outcome === 'rejected') deps.log.warn({ ...where, outcome, reason: reasonOf(c) }, 'delivery failed for good');
+  }
+}

@@ -1,0 +1,34 @@
+import type { Transaction } from 'kysely';
+import type { Database } from '../store/schema.js';
+import type { DeliveryRow } from '../store/outbox-repo.js';
+
+/** How a delivery ended, told to the surface that made it. */
+export interface DeliveryOutcome {
+  delivery: DeliveryRow;
+  state: 'succeeded' | 'failed';
+  /** delivered; rejected (a permanent refusal: the owner may pause); failed (no retry by policy); exhausted (retries used up). */
+  outcome: 'delivered' | 'rejected' | 'failed' | 'exhausted';
+  status: number | null;
+  /** Why it failed, as a person reads it (the receiver's own error message where it sent one). */
+  reason: string | null;
+}
+
+/** A surface (cohort sync, messages, alerts, …) that wants to hear how its deliveries end. */
+export interface DeliveryOwner {
+  /** Runs inside the transaction that records the ending, so the owner's state moves with it. */
+  finished(trx: Transaction<Database>, outcome: DeliveryOutcome): Promise<void>;
+}
+
+/** Owners by the owner_kind their deliveries carry. Kinds with no owner (connection tests) are fine. */
+export class OwnerRegistry {
+  readonly #owners = new Map<string, DeliveryOwner>();
+
+  register(kind: string, owner: DeliveryOwner): void {
+    if (this.#owners.has(kind)) throw new Error(`an owner for "${kind}" deliveries is already registered`);
+    this.#owners.set(kind, owner);
+  }
+
+  get(kind: string): DeliveryOwner | undefined {
+    return this.#owners.get(kind);
+  }
+}

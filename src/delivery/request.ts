@@ -1,0 +1,19 @@
+import type { DeliveryRow } from '../store/outbox-repo.js';
+import { readJson } from '../store/schema.js';
+import type { LiveConnection } from './connections.js';
+import type { OutboundRequest } from './http-sender.js';
+import { webhookHeaders } from './signing.js';
+
+const USER_AGENT = 'cohortcast-webhooks/1';
+
+/** The HTTP request for one attempt: same webhook-id every time, a fresh timestamp and signature. */
+export function buildRequest(connection: LiveConnection, delivery: DeliveryRow, now: number): OutboundRequest {
+  const headers: Record<string, string> = {
+    'user-agent': USER_AGENT,
+    ...connection.headers,
+    ...readJson<Record<string, string>>(delivery.headers),
+    'content-type': delivery.content_type,
+    ...webhookHeaders(delivery.webhook_id, Math.floor(now / 1000), delivery.body, connection.signing),
+  };
+  return { url: connection.url, headers, body: delivery.body, timeoutMs: connection.timeoutMs };
+}

@@ -1,0 +1,49 @@
+import type { Selectable } from 'kysely';
+import { requeue } from './connections-repo.js';
+import type { Store } from './database.js';
+import type { DeliveryRow } from './outbox-repo.js';
+import type { DeliveryAttemptsTable, DeliveryState } from './schema.js';
+
+export type { DeliveryRow };
+
+export interface DeliveryQuery {
+  connectionId?: number;
+  state?: DeliveryState;
+  ownerKind?: string;
+  ownerId?: string;
+  /** Continue with ids below this one. */
+  before?: number;
+  limit: number;
+}
+
+export async function listDeliveries(store: Store, projectId: number, q: DeliveryQuery): Promise<DeliveryRow[]> {
+  let query = store.db.selectFrom('deliveries').selectAll().where('project_id', '=', projectId);
+  if (q.connectionId !== undefined) query = query.where('connection_id', '=', q.connectionId);
+  if (q.state !== undefined) query = query.where('state', '=', q.state);
+  if (q.ownerKind !== undefined) query = query.where('owner_kind', '=', q.ownerKind);
+  if (q.ownerId !== undefined) query = query.where('owner_id', '=', q.ownerId);
+  if (q.before !== undefined) query = query.where('id', '<', q.before);
+  return query.orderBy('id', 'desc').limit(q.limit).execute();
+}
+
+export async function findDelivery(store: Store, projectId: number, id: number): Promise<DeliveryRow | undefined> {
+  return store.db.selectFrom('deliveries').selectAll().where('project_id', '=', projectId).where('id', '=', id).executeTakeFirst();
+}
+
+export async function listAttempts(store: Store, deliveryId: number): Promise<Selectable<DeliveryAttemptsTable>[]> {
+  return store.db.selectFrom('delivery_attempts').selectAll().where('delivery_id', '=', deliveryId).orderBy('attempt').execute();
+}
+
+/** Back to the queue, due now; refused while a worker holds a live lease on it. */
+export async function retryDelivery(store: Store, projectId: number, id: number, now: number): Promise<DeliveryRow | 'not_found' | 'in_flight'> {
+  const row = await store.db
+    .updateTable('deliveries')
+    .set(requeue(now))
+    .where('project_id', '=', projectId)
+    .where('id', '=', id)
+    .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
+    .returningAll()
+    .executeTakeFirst();
+  if (row) return row;
+  return (await findDelivery(store, projectId, id)) ? 'in_flight' : 'not_found';
+}
