@@ -90,6 +90,15 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
         route.schema = { ...route.schema, security: [{ bearer: [] }, { basic: [] }] };
       });
       api.addHook('preValidation', refuseNulParameters);
+      // Action endpoints (POST …/test, …/retry) are often called with a JSON content type and no body.
+      api.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+        if ((body as string).trim() === '') return done(null, null);
+        try {
+          done(null, JSON.parse(body as string));
+        } catch (err) {
+          done(new ApiError(400, 'invalid_json', `the body is not valid JSON: ${(err as Error).message}`), undefined);
+        }
+      });
       api.addHook('preHandler', requireProjectSecret(ctx.projects));
       const paging = { store: ctx.store, ...config.api };
       await api.register(profileRoutes, paging);

@@ -150,9 +150,14 @@ export class Dispatcher {
     }
     this.#completions = [];
     this.#flushing = finishAttempts(this.deps, this.worker, batch)
-      .catch((err) => {
-        // The leases stay; these deliveries are retried by whoever claims them after expiry.
-        this.deps.log.error({ err, deliveries: batch.length }, 'recording delivery attempts failed');
+      .catch(async () => {
+        // One bad row must not undo the others: record them one by one.
+        for (const c of batch) {
+          await finishAttempts(this.deps, this.worker, [c]).catch((err) => {
+            // The lease stays; whoever claims the delivery after it expires sends it again.
+            this.deps.log.error({ err, delivery: c.delivery.id }, 'recording a delivery attempt failed');
+          });
+        }
       })
       .finally(() => {
         for (const c of batch) {

@@ -20,6 +20,14 @@ export interface Completion {
   nextAttemptAt: number | undefined;
 }
 
+/** Receiver text as PostgreSQL can store it: no NUL, well-formed, at most `bytes` UTF-8 bytes. */
+export function storable(text: string, bytes = Infinity): string {
+  const clean = text.replace(/\0/g, '\ufffd').toWellFormed();
+  if (Buffer.byteLength(clean) <= bytes) return clean;
+  // Cut on a character boundary: decoding a cut multi-byte sequence would add U+FFFD.
+  return Buffer.from(clean).subarray(0, bytes).toString('utf8').replace(/\ufffd$/, '');
+}
+
 type AttemptOutcome = 'success' | 'retry' | DeliveryOutcome['outcome'];
 
 function outcomeOf(c: Completion): AttemptOutcome {
@@ -31,7 +39,7 @@ function outcomeOf(c: Completion): AttemptOutcome {
 function reasonOf(c: Completion): string | null {
   if (c.verdict.kind === 'success') return null;
   const truncated = c.result.truncated ? ' (reply cut off at the read limit)' : '';
-  return c.verdict.reason + truncated;
+  return storable(c.verdict.reason + truncated, 2048);
 }
 
 /**
@@ -58,9 +66,9 @@ export async function finishAttempts(
           started_at: c.startedAt,
           duration_ms: c.result.durationMs,
           status: c.result.status ?? null,
-          response_headers: c.result.headers ? JSON.stringify(c.result.headers) : null,
-          response_body: c.result.status === undefined ? null : c.result.body.slice(0, config.storedResponseBytes),
-          error: c.result.error ? `${c.result.error.kind}: ${c.result.error.message}` : null,
+          response_headers: c.result.headers ? storable(JSON.stringify(c.result.headers)) : null,
+          response_body: c.result.status === undefined ? null : storable(c.result.body, config.storedResponseBytes),
+          error: c.result.error ? storable(`${c.result.error.kind}: ${c.result.error.message}`, 2048) : null,
           outcome: outcomeOf(c),
         })),
       )
