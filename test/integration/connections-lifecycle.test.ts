@@ -1,26 +1,21 @@
 import crypto from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueue } from '../../src/delivery/outbox.js';
 import { verifyEd25519 } from '../../src/delivery/signing.js';
 import { createProject } from '../../src/projects/projects.js';
 import { startService } from '../../src/service.js';
+import { startReceiver, type Receiver } from '../helpers/receiver.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 
 type Headers = Record<string, string>;
-interface Hit {
-  path: string;
-  headers: Headers;
-  body: string;
-}
 
 let svc: TestService;
 let status = 200;
-const hits: Hit[] = [];
-let server: http.Server;
+let receiver: Receiver;
 let base: string;
+/** What the receiver got, headers as plain strings. */
+const hits = () => receiver.received.map((r) => ({ ...r, headers: r.headers as Headers }));
 
 const json = (method: string, body?: unknown) => ({ method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
 async function call<T = Record<string, unknown>>(path: string, init?: RequestInit): Promise<{ status: number; body: T }> {
@@ -32,7 +27,7 @@ async function createConnection(extra: Record<string, unknown> = {}) {
   expect(res.status).toBe(201);
   return res.body;
 }
-const lastHit = () => hits.at(-1)!;
+const lastHit = () => hits().at(-1)!;
 async function waitFor<T>(read: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -44,16 +39,8 @@ async function waitFor<T>(read: () => Promise<T | undefined>, ms = 10_000): Prom
 }
 
 beforeAll(async () => {
-  server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      hits.push({ path: req.url ?? '', headers: req.headers as Headers, body: Buffer.concat(chunks).toString('utf8') });
-      res.writeHead(status).end('{}');
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  receiver = await startReceiver(() => ({ status, body: '{}' }));
+  base = receiver.origin;
   svc = await startTestService((c) => {
     c.delivery.allowHttp = true;
     c.delivery.allowedNetworks = ['127.0.0.0/8'];
@@ -62,7 +49,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await svc?.close();
-  await new Promise<void>((r) => server?.close(() => r()));
+  await receiver?.close();
 });
 
 describe('connection secrets', () => {
@@ -168,7 +155,7 @@ describe('deliveries', () => {
       return d.body.state === 'succeeded' ? d.body : undefined;
     });
     expect(one.attempts_log.map((a) => a.status)).toEqual([500, 200]);
-    const ids = hits.filter((h) => h.body === '{"n":1}').map((h) => h.headers['webhook-id']);
+    const ids = hits().filter((h) => h.body === '{"n":1}').map((h) => h.headers['webhook-id']);
     expect(new Set(ids)).toEqual(new Set([made[0]!.webhook_id]));
 
     const recovered = await call<{ requeued: number }>(`/api/v1/connections/${c.id}/recover`, json('POST', { since: new Date(Date.now() - 60_000).toISOString() }));
@@ -191,7 +178,7 @@ describe('dispatcher duties', () => {
   it('keeps to a destination rate limit', async () => {
     const c = await createConnection({ rate_limit_per_s: 5 });
     const path = new URL(await (await call<{ url: string }>(`/api/v1/connections/${c.id}`)).body.url).pathname;
-    const sent = () => hits.filter((h) => h.path === path);
+    const sent = () => hits().filter((h) => h.path === path);
     await enqueue(svc.service.store.db, Array.from({ length: 12 }, (_, n) => ({ projectId: svc.project.id, connectionId: c.id, ownerKind: 'test', ownerId: n, policy: 'standard' as const, contentType: 'application/json', body: '{}' })));
     const started = Date.now();
     svc.service.delivery.dispatcher.wake(true);
