@@ -182,9 +182,11 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
 
 function deliveryConfig(env: Env): DeliveryConfig {
   const leaseMs = intFromEnv(env, 'COHORTCAST_DELIVERY_LEASE_MS', 30_000, 1);
-  const maxTimeoutMs = intFromEnv(env, 'COHORTCAST_DELIVERY_MAX_TIMEOUT_MS', Math.min(25_000, leaseMs), 1);
-  if (maxTimeoutMs > leaseMs) {
-    throw new Error(`COHORTCAST_DELIVERY_MAX_TIMEOUT_MS (${maxTimeoutMs}) must not exceed COHORTCAST_DELIVERY_LEASE_MS (${leaseMs})`);
+  // A request must end well inside its lease (which starts at the claim), or a live worker's
+  // delivery could be claimed and sent again by another.
+  const maxTimeoutMs = intFromEnv(env, 'COHORTCAST_DELIVERY_MAX_TIMEOUT_MS', Math.min(25_000, Math.floor(leaseMs * 0.8)), 1);
+  if (maxTimeoutMs > leaseMs * 0.8) {
+    throw new Error(`COHORTCAST_DELIVERY_MAX_TIMEOUT_MS (${maxTimeoutMs}) must be at most 80% of COHORTCAST_DELIVERY_LEASE_MS (${leaseMs})`);
   }
   const jitter = Number(env.COHORTCAST_RETRY_JITTER ?? '0.2');
   if (!(jitter >= 0 && jitter < 1)) throw new Error(`COHORTCAST_RETRY_JITTER must be a fraction from 0 to below 1, got "${env.COHORTCAST_RETRY_JITTER}"`);

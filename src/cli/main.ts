@@ -60,10 +60,13 @@ withStorage(
 withStorage(program.command('worker').description('run the dispatcher (and scheduler) without the HTTP API')).action(
   async (flags: StorageFlags) => {
     const worker = await startWorker(loadConfig(flags));
+    // The dispatcher's timers do not hold the process open (tests embed it); a worker must stay up.
+    const keepAlive = setInterval(() => {}, 2 ** 31 - 1);
     let stopping = false;
     const stop = async () => {
       if (stopping) return;
       stopping = true;
+      clearInterval(keepAlive);
       // Attempts in flight finish and are recorded; leases still held are given back.
       await worker.close();
       process.exit(0);

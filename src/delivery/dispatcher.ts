@@ -123,7 +123,7 @@ export class Dispatcher {
     const policy = isPolicyName(delivery.policy) ? this.#policies[delivery.policy]! : this.#policies.standard!;
     let result: AttemptResult;
     try {
-      result = await this.deps.sender.send(buildRequest(connection, delivery, startedAt));
+      result = await this.deps.sender.send(buildRequest(connection, delivery, startedAt, this.deps.config.maxTimeoutMs));
     } catch (err) {
       result = { body: '', truncated: false, error: { kind: 'network', message: (err as Error).message }, durationMs: Date.now() - startedAt };
     }

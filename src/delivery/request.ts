@@ -7,7 +7,7 @@ import { webhookHeaders } from './signing.js';
 const USER_AGENT = 'cohortcast-webhooks/1';
 
 /** The HTTP request for one attempt: same webhook-id every time, a fresh timestamp and signature. */
-export function buildRequest(connection: LiveConnection, delivery: DeliveryRow, now: number): OutboundRequest {
+export function buildRequest(connection: LiveConnection, delivery: DeliveryRow, now: number, maxTimeoutMs: number): OutboundRequest {
   const headers: Record<string, string> = {
     'user-agent': USER_AGENT,
     ...connection.headers,
@@ -15,5 +15,7 @@ export function buildRequest(connection: LiveConnection, delivery: DeliveryRow, 
     'content-type': delivery.content_type,
     ...webhookHeaders(delivery.webhook_id, Math.floor(now / 1000), delivery.body, connection.signing),
   };
-  return { url: connection.url, headers, body: delivery.body, timeoutMs: connection.timeoutMs };
+  // The connection's timeout was checked against the lease of the process that stored it; this
+  // process's lease may be shorter.
+  return { url: connection.url, headers, body: delivery.body, timeoutMs: Math.min(connection.timeoutMs, maxTimeoutMs) };
 }

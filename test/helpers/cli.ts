@@ -142,3 +142,69 @@ export function startCliServer(args: string[], env: Record<string, string> = {},
     });
   });
 }
+
+export interface CliWorker {
+  child: ChildProcess;
+  /** The name its dispatcher leases under and records in delivery_attempts.worker. */
+  name: string;
+  /** What it has written to stderr so far. */
+  stderr(): string;
+  /** Its log lines of level warn and above so far (for failure messages). */
+  warnings(): string[];
+  /** Settles when the process exits. */
+  exited: Promise<CliExit>;
+  /** Sends `signal` (default SIGTERM) if it is still running; does not wait. */
+  kill(signal?: NodeJS.Signals): void;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<CliExit>;
+}
+
+/**
+ * Starts `cohortcast worker ARGS` and resolves once it logs that it is running (its dispatcher
+ * has started), with the worker name it leases under. Rejects, after SIGKILLing it, if it is not
+ * running within `timeoutMs`, and rejects if it exits first.
+ */
+export function startCliWorker(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<CliWorker> {
+  // At info level the worker logs its name once its dispatcher runs.
+  const { child, exited } = spawnCli(['worker', ...args], { ...env, COHORTCAST_LOG_LEVEL: 'info' });
+  let stderr = '';
+  const warnings: string[] = [];
+  child.stderr!.on('data', (d) => (stderr += d));
+  const running = () => child.exitCode === null && child.signalCode === null;
+  const kill = (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (running()) child.kill(signal);
+  };
+  const stop = async () => {
+    kill('SIGTERM');
+    return exited;
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`cohortcast worker did not start within ${timeoutMs} ms: ${stderr}`));
+    }, timeoutMs);
+    const early = (code: number | null, signal: NodeJS.Signals | null) => {
+      clearTimeout(timer);
+      reject(new Error(`cohortcast worker exited early with ${code ?? signal}: ${stderr}`));
+    };
+    child.once('exit', early);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    // Keep reading stdout after the start line too, so the pipe never fills up.
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as { level?: number; msg?: string; worker?: string };
+        if ((entry.level ?? 0) >= 40) warnings.push(line);
+        if (entry.msg === 'cohortcast worker is running' && entry.worker) {
+          clearTimeout(timer);
+          child.off('exit', early);
+          resolve({ child, name: entry.worker, stderr: () => stderr, warnings: () => warnings, exited, kill, stop });
+        }
+      } catch {
+        // not a log line
+      }
+    });
+  });
+}

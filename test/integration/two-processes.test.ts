@@ -191,7 +191,7 @@ describe.runIf(dialectUnderTest === 'postgres')('two serve processes on one Post
     try {
       // The schema was created once, and both processes serve it.
       const migrations = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(check.db);
-      expect(migrations.rows.map((r) => r.name)).toEqual(['001_foundation']);
+      expect(migrations.rows.map((r) => r.name)).toEqual(['001_foundation', '002_delivery']);
       const p = await createProjectIn(check, 'Fresh');
       for (const server of pair) {
         const res = await request(`${server.url}/healthz`);

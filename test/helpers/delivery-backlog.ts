@@ -1,0 +1,91 @@
+import { sql } from 'kysely';
+import { request } from 'undici';
+import { enqueue } from '../../src/delivery/outbox.js';
+import type { Store } from '../../src/store/database.js';
+import { startCliServer } from './cli.js';
+import type { TestDatabase } from './database.js';
+
+/** Lets spawned processes send to plain-HTTP receivers on 127.0.0.1 (tests only). */
+export const localDeliveryEnv = { COHORTCAST_ALLOW_HTTP: 'true', COHORTCAST_ALLOWED_NETWORKS: '127.0.0.0/8' };
+
+export interface CreatedConnection {
+  id: number;
+  signing_secret: string;
+  max_concurrency: number;
+  timeout_ms: number;
+}
+
+/**
+ * Creates a destination the way an operator does: `cohortcast serve` on the test database,
+ * POST /api/v1/connections with the project secret, then the server is stopped (so its own
+ * dispatcher sends nothing the test enqueues afterwards).
+ */
+export async function createConnectionWithCli(
+  db: TestDatabase,
+  projectSecret: string,
+  body: Record<string, unknown>,
+  env: Record<string, string> = {},
+): Promise<CreatedConnection> {
+  const server = await startCliServer(db.args, { ...db.env, ...localDeliveryEnv, ...env });
+  try {
+    const res = await request(`${server.url}/api/v1/connections`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${projectSecret}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(15_000),
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 201) throw new Error(`POST /api/v1/connections answered ${res.statusCode}: ${text}`);
+    return JSON.parse(text) as CreatedConnection;
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Enqueues `count` standard-policy deliveries to one destination in one transaction; their webhook-ids. */
+export async function enqueueDeliveries(store: Store, projectId: number, connectionId: number, count: number, tag = 'test'): Promise<string[]> {
+  const ids: string[] = [];
+  await store.db.transaction().execute(async (trx) => {
+    // Chunks keep each INSERT under SQLite's and PostgreSQL's bound-parameter limits.
+    for (let start = 0; start < count; start += 500) {
+      const items = Array.from({ length: Math.min(500, count - start) }, (_, k) => ({
+        projectId,
+        connectionId,
+        ownerKind: tag,
+        ownerId: start + k,
+        policy: 'standard' as const,
+        contentType: 'application/json',
+        body: JSON.stringify({ tag, n: start + k }),
+      }));
+      for (const row of await enqueue(trx, items)) ids.push(row.webhook_id);
+    }
+  });
+  return ids;
+}
+
+/** Deliveries of one destination per state. */
+export async function deliveryStates(store: Store, connectionId: number): Promise<Record<string, number>> {
+  const rows = await store.db
+    .selectFrom('deliveries')
+    .select(['state', sql<number>`count(*)`.as('n')])
+    .where('connection_id', '=', connectionId)
+    .groupBy('state')
+    .execute();
+  return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+}
+
+/**
+ * Polls `check` every `intervalMs` until it returns true; throws after `timeoutMs` with what
+ * `describe` says about the state at that point.
+ */
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  { timeoutMs, intervalMs = 25, describe }: { timeoutMs: number; intervalMs?: number; describe: () => string | Promise<string> },
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${await describe()}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
