@@ -21,6 +21,8 @@ export interface DispatcherDeps {
   config: DeliveryConfig;
   metrics: Metrics;
   log: Logger;
+  /** Batches of attempts recorded at once: 1 on SQLite (one writer), more on PostgreSQL. */
+  recorders: number;
 }
 
 /**
@@ -43,7 +45,9 @@ export class Dispatcher {
   #again = false;
   #timer: NodeJS.Timeout | undefined;
   #completions: Completion[] = [];
-  #flushing: Promise<void> | undefined;
+  #flushScheduled = false;
+  /** Batches being recorded right now (several at once on PostgreSQL, where each commit waits on the disk). */
+  #flushes = 0;
   readonly #idle: (() => void)[] = [];
 
   constructor(private readonly deps: DispatcherDeps) {
@@ -96,8 +100,11 @@ export class Dispatcher {
           this.#hot.delete(connectionId);
           continue;
         }
-        const free = Math.min(room, config.claimBatch, connection.maxConcurrency - (this.#inFlight.get(connectionId) ?? 0), connection.rateBudget(Date.now()));
-        if (free <= 0) continue;
+        const busy = this.#inFlight.get(connectionId) ?? 0;
+        const free = Math.min(room, config.claimBatch, connection.maxConcurrency - busy, connection.rateBudget(Date.now()));
+        // Claim in batches, not a slot at a time as each request ends: a claim is a write, and
+        // one per delivery would cost more than the delivery. An idle destination claims at once.
+        if (free <= 0 || (busy > 0 && free < Math.max(1, Math.floor(connection.maxConcurrency / 4)))) continue;
         const claimed = await claimDeliveries(this.deps.store, connectionId, free, this.worker, Date.now(), config.leaseMs);
         if (claimed.length < free) this.#hot.delete(connectionId);
         connection.spend(claimed.length, Date.now());
@@ -114,7 +121,7 @@ export class Dispatcher {
     this.#leased.add(delivery.id);
     void this.#attempt(connection, delivery).then((completion) => {
       this.#completions.push(completion);
-      this.#flush();
+      this.#scheduleFlush();
     });
   }
 
@@ -140,16 +147,28 @@ export class Dispatcher {
     return Date.now() + Math.max(delay, asked);
   }
 
-  /** Finishes every completed attempt so far in one transaction; one flush at a time. */
+  /** Attempts that end in the same turn of the event loop are recorded together. */
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      this.#flush();
+    });
+  }
+
+  /** Finishes every completed attempt so far in one transaction; at most `recorders` at a time
+   *  (those that end meanwhile form the next batch). */
   #flush(): void {
-    if (this.#flushing) return;
+    if (this.#flushes >= this.deps.recorders) return;
     const batch = this.#completions;
     if (batch.length === 0) {
-      if (this.#inFlightTotal === 0) for (const resolve of this.#idle.splice(0)) resolve();
+      if (this.#inFlightTotal === 0 && this.#flushes === 0) for (const resolve of this.#idle.splice(0)) resolve();
       return;
     }
     this.#completions = [];
-    this.#flushing = finishAttempts(this.deps, this.worker, batch)
+    this.#flushes++;
+    void finishAttempts(this.deps, this.worker, batch)
       .catch(async () => {
         // One bad row must not undo the others: record them one by one.
         for (const c of batch) {
@@ -171,7 +190,7 @@ export class Dispatcher {
           if (c.verdict.kind === 'fail' && c.verdict.disableDestination) this.deps.connections.forget(c.connection.id);
           if (c.verdict.kind === 'retry' && c.verdict.throttleMs) this.deps.connections.forget(c.connection.id);
         }
-        this.#flushing = undefined;
+        this.#flushes--;
         this.#flush();
         this.wake();
       });
@@ -199,7 +218,7 @@ export class Dispatcher {
     this.#running = false;
     clearTimeout(this.#timer);
     while (this.#looping) await new Promise((r) => setTimeout(r, 5));
-    if (this.#inFlightTotal > 0 || this.#flushing) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    if (this.#inFlightTotal > 0 || this.#flushes > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
     await releaseLeases(this.deps.store, this.worker, [...this.#leased]);
   }
 }

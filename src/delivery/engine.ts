@@ -27,7 +27,9 @@ export async function createDeliveryEngine(config: Config, store: Store, metrics
   const connections = new ConnectionDirectory(store, box, Math.min(1000, config.delivery.pollIntervalMs));
   const owners = new OwnerRegistry();
   const sender = new HttpSender(guard, config.delivery);
-  const dispatcher = new Dispatcher({ store, sender, connections, owners, config: config.delivery, metrics, log });
+  // PostgreSQL commits wait on the disk: record several batches at once, leaving the pool room.
+  const recorders = store.dialect === 'postgres' ? Math.max(1, Math.floor(config.postgres.poolSize / 2)) : 1;
+  const dispatcher = new Dispatcher({ store, sender, connections, owners, config: config.delivery, metrics, log, recorders });
   metrics.queueSource.read = () => queueStats(store, Date.now());
   return {
     guard,

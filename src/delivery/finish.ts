@@ -2,7 +2,7 @@ import type { DeliveryConfig } from '../config.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
-import type { DeliveryRow } from '../store/outbox-repo.js';
+import { recordOutcomes, type DeliveryRow } from '../store/outbox-repo.js';
 import type { AttemptResult, Verdict } from './classify.js';
 import type { LiveConnection } from './connections.js';
 import type { DeliveryOutcome, OwnerRegistry } from './owners.js';
@@ -73,32 +73,33 @@ export async function finishAttempts(
         })),
       )
       .execute();
+    const changed = await recordOutcomes(
+      trx,
+      worker,
+      batch.map((c) => {
+        const outcome = outcomeOf(c);
+        const ended = outcome !== 'retry';
+        return {
+          id: c.delivery.id,
+          attempts: c.delivery.attempts + 1,
+          roundAttempts: c.delivery.round_attempts + 1,
+          startedAt: c.startedAt,
+          state: ended ? (outcome === 'success' ? 'succeeded' : 'failed') : 'pending',
+          outcome: ended ? (outcome === 'success' ? 'delivered' : outcome) : null,
+          nextAttemptAt: c.nextAttemptAt ?? c.delivery.next_attempt_at,
+          lastStatus: c.result.status ?? null,
+          lastError: reasonOf(c),
+          completedAt: ended ? now : null,
+        };
+      }),
+      now,
+    );
     for (const c of batch) {
       const outcome = outcomeOf(c);
       const ended = outcome !== 'retry';
       const reason = reasonOf(c);
-      const updated = await trx
-        .updateTable('deliveries')
-        .set({
-          attempts: c.delivery.attempts + 1,
-          round_attempts: c.delivery.round_attempts + 1,
-          first_attempt_at: c.delivery.first_attempt_at ?? c.startedAt,
-          state: ended ? (outcome === 'success' ? 'succeeded' : 'failed') : 'pending',
-          outcome: ended ? (outcome === 'success' ? 'delivered' : outcome) : null,
-          next_attempt_at: c.nextAttemptAt ?? c.delivery.next_attempt_at,
-          lease_owner: null,
-          lease_expires_at: null,
-          last_status: c.result.status ?? null,
-          last_error: reason,
-          updated_at: now,
-          completed_at: ended ? now : null,
-        })
-        .where('id', '=', c.delivery.id)
-        .where('lease_owner', '=', worker)
-        .where('state', '=', 'pending')
-        .executeTakeFirst();
       // The lease ran out and someone else owns this delivery now: they will record its end.
-      if (Number(updated.numUpdatedRows) === 0) continue;
+      if (!changed.has(c.delivery.id)) continue;
       if (c.verdict.kind === 'fail' && c.verdict.disableDestination) {
         await trx
           .updateTable('connections')

@@ -1,5 +1,6 @@
 import type { Insertable, Selectable, Updateable } from 'kysely';
 import type { Store } from './database.js';
+import { PENDING } from './outbox-repo.js';
 import type { ConnectionsTable, DeliveriesTable } from './schema.js';
 
 export type ConnectionRow = Selectable<ConnectionsTable>;
@@ -56,7 +57,7 @@ export async function deleteConnection(store: Store, projectId: number, id: numb
       .updateTable('deliveries')
       .set({ state: 'cancelled', outcome: 'cancelled', last_error: 'the connection was deleted', completed_at: now, updated_at: now })
       .where('connection_id', '=', id)
-      .where('state', '=', 'pending')
+      .where('state', '=', PENDING)
       .execute();
     return true;
   });

@@ -1,8 +1,14 @@
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { Store } from './database.js';
 import type { Database, DeliveriesTable } from './schema.js';
 
 export type DeliveryRow = Selectable<DeliveriesTable>;
+
+/**
+ * 'pending' written into the SQL, not bound: SQLite uses a partial index (deliveries_due, WHERE
+ * state = 'pending') only when the query's own condition is that literal.
+ */
+export const PENDING = sql.lit('pending' as const);
 type Db = Kysely<Database> | Transaction<Database>;
 
 export interface NewDeliveryRow {
@@ -46,42 +52,52 @@ export async function insertDeliveries(db: Db, rows: NewDeliveryRow[], now: numb
     .execute();
 }
 
-/** Destinations that have work due now and may be sent to (enabled, not throttled). */
+/**
+ * Destinations that have work due now and may be sent to (enabled, not throttled): one indexed
+ * probe per destination, whatever the size of the backlog.
+ */
 export async function dueConnections(store: Store, now: number): Promise<number[]> {
   const rows = await store.db
-    .selectFrom('deliveries as d')
-    .innerJoin('connections as c', 'c.id', 'd.connection_id')
-    .select('d.connection_id')
-    .distinct()
-    .where('d.state', '=', 'pending')
-    .where('d.next_attempt_at', '<=', now)
-    .where((eb) => eb.or([eb('d.lease_expires_at', 'is', null), eb('d.lease_expires_at', '<=', now)]))
+    .selectFrom('connections as c')
+    .select('c.id')
     .where('c.disabled_at', 'is', null)
     .where('c.deleted_at', 'is', null)
     .where((eb) => eb.or([eb('c.throttled_until', 'is', null), eb('c.throttled_until', '<=', now)]))
+    .where(({ exists, selectFrom }) =>
+      exists(
+        selectFrom('deliveries as d')
+          .select('d.id')
+          .whereRef('d.connection_id', '=', 'c.id')
+          .where('d.state', '=', PENDING)
+          .where('d.next_attempt_at', '<=', now)
+          .limit(1),
+      ),
+    )
     .execute();
-  return rows.map((r) => r.connection_id);
+  return rows.map((r) => r.id);
 }
 
 /**
- * Leases up to `limit` due deliveries of one destination to `worker`. On PostgreSQL rows another
- * worker is claiming are skipped, not waited for; on SQLite the single writer makes the update atomic.
+ * Leases up to `limit` due deliveries of one destination to `worker`. The lease's expiry is also
+ * the row's next_attempt_at, so a leased row drops out of the due range of the claim index (claims
+ * never wade through work in flight) and comes back by itself if its worker dies. On PostgreSQL
+ * rows another worker is claiming are skipped, not waited for; on SQLite the single writer makes
+ * the update atomic.
  */
 export async function claimDeliveries(store: Store, connectionId: number, limit: number, worker: string, now: number, leaseMs: number): Promise<DeliveryRow[]> {
   const due = store.db
     .selectFrom('deliveries')
     .select('id')
     .where('connection_id', '=', connectionId)
-    .where('state', '=', 'pending')
+    .where('state', '=', PENDING)
     .where('next_attempt_at', '<=', now)
-    .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
     .orderBy('next_attempt_at')
     .orderBy('id')
     .limit(limit)
     .$if(store.dialect === 'postgres', (q) => q.forUpdate().skipLocked());
   return store.db
     .updateTable('deliveries')
-    .set({ lease_owner: worker, lease_expires_at: now + leaseMs, updated_at: now })
+    .set({ lease_owner: worker, lease_expires_at: now + leaseMs, next_attempt_at: now + leaseMs, updated_at: now })
     .where('id', 'in', due)
     .returningAll()
     .execute();
@@ -92,10 +108,10 @@ export async function releaseLeases(store: Store, worker: string, ids: number[])
   if (ids.length === 0) return;
   await store.db
     .updateTable('deliveries')
-    .set({ lease_owner: null, lease_expires_at: null })
+    .set({ lease_owner: null, lease_expires_at: null, next_attempt_at: Date.now() })
     .where('id', 'in', ids)
     .where('lease_owner', '=', worker)
-    .where('state', '=', 'pending')
+    .where('state', '=', PENDING)
     .execute();
 }
 
@@ -108,7 +124,7 @@ export async function queueStats(store: Store, now: number): Promise<QueueStats>
   const row = await store.db
     .selectFrom('deliveries')
     .select((eb) => [eb.fn.countAll<number>().as('pending'), eb.fn.min('next_attempt_at').as('oldest')])
-    .where('state', '=', 'pending')
+    .where('state', '=', PENDING)
     .executeTakeFirst();
   const oldest = row?.oldest == null ? null : Number(row.oldest);
   return { pending: Number(row?.pending ?? 0), oldestDueAt: oldest !== null && oldest <= now ? oldest : null };
@@ -118,10 +134,52 @@ export async function queueStats(store: Store, now: number): Promise<QueueStats>
 export async function claimDelivery(store: Store, id: number, worker: string, now: number, leaseMs: number): Promise<DeliveryRow | undefined> {
   return store.db
     .updateTable('deliveries')
-    .set({ lease_owner: worker, lease_expires_at: now + leaseMs, updated_at: now })
+    .set({ lease_owner: worker, lease_expires_at: now + leaseMs, next_attempt_at: now + leaseMs, updated_at: now })
     .where('id', '=', id)
-    .where('state', '=', 'pending')
+    .where('state', '=', PENDING)
     .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
     .returningAll()
     .executeTakeFirst();
+}
+
+/** A delivery's state after one attempt. */
+export interface AttemptOutcomeRow {
+  id: number;
+  attempts: number;
+  roundAttempts: number;
+  startedAt: number;
+  state: DeliveriesTable['state'];
+  outcome: string | null;
+  nextAttemptAt: number;
+  lastStatus: number | null;
+  lastError: string | null;
+  completedAt: number | null;
+}
+
+/**
+ * Writes a batch of attempt outcomes in one statement, each only while `worker` still holds the
+ * delivery's lease; answers the ids it changed. (A CTE of VALUES, as both dialects take it.)
+ */
+export async function recordOutcomes(db: Db, worker: string, rows: AttemptOutcomeRow[], now: number): Promise<Set<number>> {
+  if (rows.length === 0) return new Set();
+  const int = (v: number | null) => sql`cast(${v} as bigint)`;
+  const text = (v: string | null) => sql`cast(${v} as text)`;
+  const values = sql.join(
+    rows.map(
+      (r) =>
+        sql`(${sql.join([int(r.id), int(r.attempts), int(r.roundAttempts), int(r.startedAt), text(r.state), text(r.outcome), int(r.nextAttemptAt), int(r.lastStatus), text(r.lastError), int(r.completedAt)])})`,
+    ),
+  );
+  const result = await sql<{ id: number }>`
+    with v (id, attempts, round_attempts, started_at, state, outcome, next_attempt_at, last_status, last_error, completed_at) as (values ${values})
+    update deliveries set
+      attempts = v.attempts, round_attempts = v.round_attempts,
+      first_attempt_at = coalesce(deliveries.first_attempt_at, v.started_at),
+      state = v.state, outcome = v.outcome, next_attempt_at = v.next_attempt_at,
+      lease_owner = null, lease_expires_at = null,
+      last_status = v.last_status, last_error = v.last_error, updated_at = ${now}, completed_at = v.completed_at
+    from v
+    where deliveries.id = v.id and deliveries.lease_owner = ${worker} and deliveries.state = ${PENDING}
+    returning deliveries.id`.execute(db);
+  return new Set(result.rows.map((r) => Number(r.id)));
 }
