@@ -96,115 +96,110 @@ export interface CliServer {
   stop(): Promise<void>;
 }
 
-/**
- * Starts `cohortcast serve --port 0 ARGS` and resolves with its URL once it logs that it is serving
- * (the port is chosen by the OS, so there is no race for a free port). Rejects, after SIGKILLing
- * it, if it is not serving within `timeoutMs`, and rejects if it exits first.
- */
-export function startCliServer(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<CliServer> {
-  // At info level the service logs the URL it serves on, which is how we learn the port.
-  const { child, exited } = spawnCli(['serve', '--port', '0', ...args], { ...env, COHORTCAST_LOG_LEVEL: 'info' });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const running = () => child.exitCode === null && child.signalCode === null;
-  const kill = (signal: NodeJS.Signals = 'SIGTERM') => {
-    if (running()) child.kill(signal);
-  };
-  const stop = async () => {
-    kill('SIGTERM');
-    await exited;
-  };
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`cohortcast serve did not start within ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    const early = (code: number | null, signal: NodeJS.Signals | null) => {
-      clearTimeout(timer);
-      reject(new Error(`cohortcast serve exited early with ${code ?? signal}: ${stderr}`));
-    };
-    child.once('exit', early);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const entry = JSON.parse(line) as { msg?: string; url?: string };
-        if (entry.msg === 'cohortcast is serving' && entry.url) {
-          clearTimeout(timer);
-          child.off('exit', early);
-          resolve({ child, url: entry.url, stderr: () => stderr, exited, kill, stop });
-        }
-      } catch {
-        // not a log line
-      }
-    });
-  });
-}
-
-export interface CliWorker {
+interface LongRunning {
   child: ChildProcess;
-  /** The name its dispatcher leases under and records in delivery_attempts.worker. */
-  name: string;
-  /** What it has written to stderr so far. */
+  exited: Promise<CliExit>;
   stderr(): string;
   /** Its log lines of level warn and above so far (for failure messages). */
   warnings(): string[];
-  /** Settles when the process exits. */
-  exited: Promise<CliExit>;
-  /** Sends `signal` (default SIGTERM) if it is still running; does not wait. */
   kill(signal?: NodeJS.Signals): void;
-  /** SIGTERM and wait for exit. */
-  stop(): Promise<CliExit>;
 }
 
+type LogEntry = { level?: number; msg?: string; url?: string; worker?: string };
+
 /**
- * Starts `cohortcast worker ARGS` and resolves once it logs that it is running (its dispatcher
- * has started), with the worker name it leases under. Rejects, after SIGKILLing it, if it is not
- * running within `timeoutMs`, and rejects if it exits first.
+ * Starts a long-running `cohortcast` command at info level and resolves once one of its JSON log
+ * lines makes `ready` return a value. Rejects, after SIGKILLing it, if that does not happen within
+ * `timeoutMs`, and rejects if it exits first.
  */
-export function startCliWorker(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<CliWorker> {
-  // At info level the worker logs its name once its dispatcher runs.
-  const { child, exited } = spawnCli(['worker', ...args], { ...env, COHORTCAST_LOG_LEVEL: 'info' });
+function startLongRunning<T>(args: string[], env: Record<string, string>, timeoutMs: number, ready: (entry: LogEntry) => T | undefined) {
+  const { child, exited } = spawnCli(args, { ...env, COHORTCAST_LOG_LEVEL: 'info' });
+  const what = `cohortcast ${args[0]}`;
   let stderr = '';
   const warnings: string[] = [];
   child.stderr!.on('data', (d) => (stderr += d));
   const running = () => child.exitCode === null && child.signalCode === null;
-  const kill = (signal: NodeJS.Signals = 'SIGTERM') => {
-    if (running()) child.kill(signal);
+  const proc: LongRunning = {
+    child,
+    exited,
+    stderr: () => stderr,
+    warnings: () => warnings,
+    kill: (signal: NodeJS.Signals = 'SIGTERM') => {
+      if (running()) child.kill(signal);
+    },
   };
-  const stop = async () => {
-    kill('SIGTERM');
-    return exited;
-  };
-  return new Promise((resolve, reject) => {
+  return new Promise<{ proc: LongRunning; value: T }>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`cohortcast worker did not start within ${timeoutMs} ms: ${stderr}`));
+      reject(new Error(`${what} did not start within ${timeoutMs} ms: ${stderr}`));
     }, timeoutMs);
     const early = (code: number | null, signal: NodeJS.Signals | null) => {
       clearTimeout(timer);
-      reject(new Error(`cohortcast worker exited early with ${code ?? signal}: ${stderr}`));
+      reject(new Error(`${what} exited early with ${code ?? signal}: ${stderr}`));
     };
     child.once('exit', early);
     child.once('error', (err) => {
       clearTimeout(timer);
       reject(err);
     });
-    // Keep reading stdout after the start line too, so the pipe never fills up.
+    // Keep reading stdout after the ready line too, so the pipe never fills up.
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      let entry: LogEntry;
       try {
-        const entry = JSON.parse(line) as { level?: number; msg?: string; worker?: string };
-        if ((entry.level ?? 0) >= 40) warnings.push(line);
-        if (entry.msg === 'cohortcast worker is running' && entry.worker) {
-          clearTimeout(timer);
-          child.off('exit', early);
-          resolve({ child, name: entry.worker, stderr: () => stderr, warnings: () => warnings, exited, kill, stop });
-        }
+        entry = JSON.parse(line) as LogEntry;
       } catch {
-        // not a log line
+        return; // not a log line
+      }
+      if ((entry.level ?? 0) >= 40) warnings.push(line);
+      const value = ready(entry);
+      if (value !== undefined) {
+        clearTimeout(timer);
+        child.off('exit', early);
+        resolve({ proc, value });
       }
     });
   });
+}
+
+/**
+ * Starts `cohortcast serve --port 0 ARGS` and resolves with its URL once it logs that it is serving
+ * (the port is chosen by the OS, so there is no race for a free port).
+ */
+export async function startCliServer(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<CliServer> {
+  const { proc, value: url } = await startLongRunning(['serve', '--port', '0', ...args], env, timeoutMs, (e) =>
+    e.msg === 'cohortcast is serving' ? e.url : undefined,
+  );
+  return {
+    child: proc.child,
+    url,
+    stderr: proc.stderr,
+    exited: proc.exited,
+    kill: proc.kill,
+    async stop() {
+      proc.kill('SIGTERM');
+      await proc.exited;
+    },
+  };
+}
+
+export interface CliWorker extends LongRunning {
+  /** The name its dispatcher leases under and records in delivery_attempts.worker. */
+  name: string;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<CliExit>;
+}
+
+/** Starts `cohortcast worker ARGS` and resolves once its dispatcher runs, with the name it leases under. */
+export async function startCliWorker(args: string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<CliWorker> {
+  const { proc, value: name } = await startLongRunning(['worker', ...args], env, timeoutMs, (e) =>
+    e.msg === 'cohortcast worker is running' ? e.worker : undefined,
+  );
+  return {
+    ...proc,
+    name,
+    stop() {
+      proc.kill('SIGTERM');
+      return proc.exited;
+    },
+  };
 }
