@@ -43,31 +43,22 @@
 //   BENCH_SHOW_SERVER_STDERR=1 copy the children's stderr to this one's
 //   BENCH_KEEP=1               keep the temporary SQLite folder and the databases made in BENCH_DATABASE_URL
 // Output: progress on stderr; on stdout a table, then one final line holding a JSON object of the figures.
-import { execFile, spawn } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { pino } from 'pino';
 import { Pool, request as undiciRequest } from 'undici';
+import { freshDatabase, postgresAdminUrlOrSkip } from './lib/postgres.js';
+import { assertAlive, cleanup, cpuSeconds, envInt, freePort, log, noteMachineLoad, onCleanup, ROOT, run, runMain, sleep, startChild, stopChild, waitForLine } from './lib/processes.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DIST = path.join(ROOT, 'dist');
 const CLI = path.join(DIST, 'cli', 'main.js');
 const SINK = path.join(ROOT, 'bench', 'sink-server.js');
 const GRAPHILE_CHILD = path.join(ROOT, 'bench', 'graphile-worker-child.js');
-
-function envInt(name, fallback, min = 1) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got "${raw}"`);
-  return n;
-}
 
 const SECONDS = envInt('BENCH_SECONDS', 5, 0.1);
 const WARMUP_SECONDS = envInt('BENCH_WARMUP_SECONDS', 1, 0);
@@ -95,90 +86,11 @@ const SECRET_KEY = Buffer.alloc(32, 0x5c).toString('base64');
 const ENQUEUE_BATCH = 1000;
 const MAX_ERRORS = 50;
 
-// Progress goes to stderr: stdout holds the table and, last, the JSON line.
-const log = (msg) => console.error(`[bench] ${msg}`);
 /** The clock shared with the sink (and any other process on this machine): ms since the epoch, sub-ms. */
 const clock = () => performance.timeOrigin + performance.now();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------
-// Child processes: every one is remembered, and killed at the end, on error and on Ctrl-C.
-
-const children = new Set();
-
-function startChild(name, args, env) {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output = { text: '' };
-  const keep = (chunk) => {
-    output.text = (output.text + chunk.toString()).slice(-20_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  if (process.env.BENCH_SHOW_SERVER_STDERR) child.stderr.on('data', (c) => process.stderr.write(c));
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const handle = { name, child, output, exited, exitedYet: false };
-  exited.then(() => {
-    handle.exitedYet = true;
-    children.delete(handle);
-  });
-  children.add(handle);
-  return handle;
-}
-
-async function stopChild(handle, graceMs = 10_000) {
-  if (handle.exitedYet) return handle.exited;
-  handle.child.kill('SIGTERM');
-  const timer = setTimeout(() => handle.child.kill('SIGKILL'), graceMs);
-  const result = await handle.exited;
-  clearTimeout(timer);
-  return result;
-}
-
-function killAllNow() {
-  for (const h of children) {
-    try {
-      h.child.kill('SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
-}
-process.on('exit', killAllNow);
-let interrupted = false;
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    if (interrupted) return;
-    interrupted = true;
-    console.error(`[bench] ${signal}: stopping`);
-    // What was running fails as its children and databases go away: that is expected now.
-    process.on('uncaughtException', () => {});
-    cleanup()
-      .catch(() => {})
-      .finally(() => process.exit(130));
-  });
-}
-
-function run(file, args, { env = process.env, timeoutMs = 60_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { cwd: ROOT, env, timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error([`${[path.basename(file), ...args].join(' ')} failed: ${err.message}`, stderr].join('\n')));
-      else resolve(stdout);
-    });
-  });
-}
-
-/** A port free on 127.0.0.1 right now (listen on 0, close, reuse the number). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+// CPU profiles and accounting (Linux /proc; NaN elsewhere).
 
 /**
  * `node --cpu-prof` into a folder of its own per child, e.g. BENCH_CPU_PROF/sqlite-worker-<time>/: the
@@ -191,55 +103,6 @@ function cpuProfArgs(name) {
   fs.mkdirSync(dir, { recursive: true });
   log(`${name}: CPU profile into ${dir}`);
   return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
-}
-
-/** Resolves when the child has printed `line` on its own line (graphile child, sink). */
-async function waitForLine(handle, line, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (handle.output.text.split('\n').some((l) => l.trim() === line)) return;
-    if (handle.exitedYet) throw new Error(`${handle.name} exited before it was ready:\n${handle.output.text}`);
-    await sleep(20);
-  }
-  throw new Error(`${handle.name} was not ready within ${timeoutMs} ms:\n${handle.output.text}`);
-}
-
-function assertAlive(handle) {
-  if (handle.exitedYet) throw new Error(`${handle.name} exited early:\n${handle.output.text}`);
-}
-
-const cleanups = [];
-let cleaning;
-/** Stops every child (workers first, before their databases go), then undoes the setup, newest first. Once. */
-function cleanup() {
-  cleaning ??= (async () => {
-    await Promise.all([...children].map((h) => stopChild(h, 3000)));
-    while (cleanups.length) {
-      const fn = cleanups.pop();
-      try {
-        await fn();
-      } catch (err) {
-        console.error(`[bench] cleanup: ${err.message}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
-// ---------------------------------------------------------------------------------------------
-// CPU accounting (Linux /proc; NaN elsewhere).
-
-const CLOCK_TICKS = 100; // USER_HZ, 100 on every common Linux build
-
-/** CPU seconds (user + system, all threads) a process has used so far. */
-function cpuSeconds(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
 }
 
 /** Busy and total jiffies of the whole machine. */
@@ -523,7 +386,7 @@ async function runCohortcast(name, sink, { dataDir, databaseUrl }) {
     if (!closed) await store.close();
     closed = true;
   };
-  cleanups.push(closeStore);
+  onCleanup(closeStore);
   await migrateToLatest(store);
 
   // The destination, made the way the API makes it (secrets sealed with COHORTCAST_SECRET_KEY).
@@ -677,10 +540,10 @@ async function runGraphile(sink, databaseUrl) {
   });
   await runMigrations({ connectionString: databaseUrl, logger: quiet });
   const utils = await makeWorkerUtils({ connectionString: databaseUrl, logger: quiet });
-  cleanups.push(() => utils.release());
+  onCleanup(() => utils.release());
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
-  cleanups.push(() => client.end());
+  onCleanup(() => client.end());
   const jobsLeft = async () => Number((await client.query('select count(*)::int as n from graphile_worker._private_jobs')).rows[0].n);
   const job = (body) => ({ identifier: 'post', payload: { body } });
 
@@ -727,49 +590,6 @@ async function runGraphile(sink, databaseUrl) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PostgreSQL: BENCH_DATABASE_URL or a throwaway server, and a fresh database per target.
-
-/** A PostgreSQL admin URL: BENCH_DATABASE_URL, else a throwaway server from .ci/start-postgres. */
-async function postgresAdminUrl() {
-  if (process.env.BENCH_DATABASE_URL) return { url: process.env.BENCH_DATABASE_URL, source: 'BENCH_DATABASE_URL' };
-  // Durable settings (fsync on), unlike the test suite's throwaway server: we measure real commits.
-  const env = { ...process.env, PGPORT: String(await freePort()), COHORTCAST_PG_DURABLE: '1' };
-  const url = (await run(path.join(ROOT, '.ci', 'start-postgres'), [], { env, timeoutMs: 600_000 })).trim().split('\n').pop();
-  const port = new URL(url).port;
-  cleanups.push(async () => {
-    await run(path.join(ROOT, '.ci', 'stop-postgres'), [port], { timeoutMs: 60_000 }).catch((err) => log(err.message));
-    log('stopped the PostgreSQL started by .ci/start-postgres');
-  });
-  return { url, source: `.ci/start-postgres on port ${port} (fsync on)` };
-}
-
-async function freshDatabase(adminUrl, tag) {
-  const name = `cohortcast_bench_${tag}_${process.pid}_${Date.now()}`;
-  const admin = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });
-  await admin.connect();
-  try {
-    await admin.query(`create database "${name}"`);
-  } finally {
-    await admin.end();
-  }
-  if (!KEEP) {
-    cleanups.push(async () => {
-      const c = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });
-      await c.connect();
-      try {
-        // WITH (FORCE) needs PostgreSQL 13; the workers have stopped anyway.
-        await c.query(`drop database if exists "${name}" with (force)`).catch(() => c.query(`drop database if exists "${name}"`));
-      } finally {
-        await c.end();
-      }
-    });
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-// ---------------------------------------------------------------------------------------------
 
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-');
 const round = (n, digits = 0) => (Number.isFinite(n) ? Number(n.toFixed(digits)) : null);
@@ -786,11 +606,7 @@ async function main() {
   );
   const results = {};
   const notes = [];
-  const [load1] = os.loadavg();
-  if (load1 > 1) {
-    notes.push(`the 1-minute load average was ${load1.toFixed(2)} before the run: other processes may be competing for the CPU`);
-    log(`warning: ${notes.at(-1)}`);
-  }
+  noteMachineLoad(notes);
 
   const sink = await startSink();
   log(`sink on ${sink.origin}`);
@@ -803,31 +619,24 @@ async function main() {
 
   if (TARGETS.includes('sqlite')) {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cohortcast-bench-delivery-'));
-    if (!KEEP) cleanups.push(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+    if (!KEEP) onCleanup(() => fs.rmSync(dataDir, { recursive: true, force: true }));
     log(`sqlite: data in ${dataDir}`);
     results.sqlite = await runCohortcast('sqlite', sink, { dataDir, databaseUrl: undefined });
   }
 
   if (TARGETS.includes('postgres') || TARGETS.includes('graphile')) {
-    let admin;
-    try {
-      admin = await postgresAdminUrl();
-    } catch (err) {
-      const lines = err.message.split('\n').map((l) => l.trim()).filter(Boolean);
-      notes.push(`PostgreSQL runs SKIPPED: no BENCH_DATABASE_URL and .ci/start-postgres failed (${lines.at(-1) ?? 'unknown error'})`);
-      log(notes.at(-1));
-    }
+    const admin = await postgresAdminUrlOrSkip(notes, 'PostgreSQL runs');
     if (admin) {
       notes.push(`PostgreSQL: ${admin.source}`);
       if (TARGETS.includes('postgres')) {
-        const dbUrl = await freshDatabase(admin.url, 'cc');
+        const dbUrl = await freshDatabase(admin.url, { tag: 'cc', keep: KEEP });
         log(`postgres: fresh database ${new URL(dbUrl).pathname.slice(1)} (via ${admin.source})`);
         const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cohortcast-bench-delivery-pgcli-'));
-        cleanups.push(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+        onCleanup(() => fs.rmSync(dataDir, { recursive: true, force: true }));
         results.postgres = await runCohortcast('postgres', sink, { dataDir, databaseUrl: dbUrl });
       }
       if (TARGETS.includes('graphile')) {
-        const dbUrl = await freshDatabase(admin.url, 'gw');
+        const dbUrl = await freshDatabase(admin.url, { tag: 'gw', keep: KEEP });
         log(`graphile: fresh database ${new URL(dbUrl).pathname.slice(1)}`);
         results.graphile = await runGraphile(sink, dbUrl);
       }
@@ -893,28 +702,22 @@ async function main() {
   console.log('');
 
   const ratio = (r) => (base && r ? round(r.perS / base, 4) : null);
+  // One queue target's figures, keys prefixed (in this order: the JSON line's keys are its interface).
+  // graphile-worker keeps no record of its own, so it has no recorded_per_s.
+  const queueFigures = (prefix, r, { recorded = true, cpuKey = `${prefix}_worker_cpu_us_per_delivery` } = {}) => ({
+    [`${prefix}_per_s`]: round(r?.perS),
+    [`${prefix}_ratio`]: ratio(r),
+    ...(recorded ? { [`${prefix}_recorded_per_s`]: round(r?.recordedPerS) } : {}),
+    [`${prefix}_latency_p50_ms`]: round(r?.latency?.p50, 2),
+    [`${prefix}_latency_p99_ms`]: round(r?.latency?.p99, 2),
+    [`${prefix}_latency_rate_per_s`]: round(r?.latency?.rate),
+    [cpuKey]: round(r?.workerCpuUsPerDelivery, 1),
+  });
   const figures = {
     bare_per_s: round(base),
-    sqlite_per_s: round(results.sqlite?.perS),
-    sqlite_ratio: ratio(results.sqlite),
-    sqlite_recorded_per_s: round(results.sqlite?.recordedPerS),
-    sqlite_latency_p50_ms: round(results.sqlite?.latency?.p50, 2),
-    sqlite_latency_p99_ms: round(results.sqlite?.latency?.p99, 2),
-    sqlite_latency_rate_per_s: round(results.sqlite?.latency?.rate),
-    sqlite_worker_cpu_us_per_delivery: round(results.sqlite?.workerCpuUsPerDelivery, 1),
-    postgres_per_s: round(results.postgres?.perS),
-    postgres_ratio: ratio(results.postgres),
-    postgres_recorded_per_s: round(results.postgres?.recordedPerS),
-    postgres_latency_p50_ms: round(results.postgres?.latency?.p50, 2),
-    postgres_latency_p99_ms: round(results.postgres?.latency?.p99, 2),
-    postgres_latency_rate_per_s: round(results.postgres?.latency?.rate),
-    postgres_worker_cpu_us_per_delivery: round(results.postgres?.workerCpuUsPerDelivery, 1),
-    graphile_worker_per_s: round(results.graphile?.perS),
-    graphile_worker_ratio: ratio(results.graphile),
-    graphile_worker_latency_p50_ms: round(results.graphile?.latency?.p50, 2),
-    graphile_worker_latency_p99_ms: round(results.graphile?.latency?.p99, 2),
-    graphile_worker_latency_rate_per_s: round(results.graphile?.latency?.rate),
-    graphile_worker_cpu_us_per_delivery: round(results.graphile?.workerCpuUsPerDelivery, 1),
+    ...queueFigures('sqlite', results.sqlite),
+    ...queueFigures('postgres', results.postgres),
+    ...queueFigures('graphile_worker', results.graphile, { recorded: false, cpuKey: 'graphile_worker_cpu_us_per_delivery' }),
     sqlite_target_met: results.sqlite && base ? results.sqlite.perS / base >= TARGET_RATIO : null,
     poll_interval_ms: pollMs,
     deliveries: DELIVERIES,
@@ -928,13 +731,4 @@ async function main() {
   console.log(JSON.stringify(figures));
 }
 
-let failed = false;
-try {
-  await main();
-} catch (err) {
-  failed = true;
-  if (!interrupted) console.error(`[bench] FAILED: ${err.stack ?? err.message}`);
-} finally {
-  await cleanup();
-}
-process.exit(interrupted ? 130 : failed ? 1 : 0);
+await runMain(main);

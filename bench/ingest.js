@@ -22,29 +22,19 @@
 //   BENCH_SHOW_SERVER_STDERR=1  copy the servers' stderr to this one's
 //   BENCH_KEEP=1            keep the temporary SQLite folder and the database made in BENCH_DATABASE_URL
 // Output: progress on stderr; on stdout a table, then one final line holding a JSON object of the figures.
-import { execFile, spawn } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
-import { Pool, request as undiciRequest } from 'undici';
+import { Pool } from 'undici';
+import { freshDatabase, postgresAdminUrlOrSkip } from './lib/postgres.js';
+import { cleanup, cpuSeconds, envInt, freePort, log, noteMachineLoad, onCleanup, ROOT, run, runMain, startChild, stopChild, waitReady } from './lib/processes.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const NOOP = path.join(ROOT, 'bench', 'noop-server.js');
-
-function envInt(name, fallback, min = 1) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got "${raw}"`);
-  return n;
-}
 
 const SECONDS = envInt('BENCH_SECONDS', 5, 0.1);
 const WARMUP_SECONDS = envInt('BENCH_WARMUP_SECONDS', 1, 0);
@@ -60,99 +50,6 @@ const TIME_SPREAD_MS = envInt('BENCH_TIME_SPREAD_S', 60, 0) * 1000;
 const TARGET_EVENTS_PER_S = 50_000;
 const USERS = 10_000;
 const MAX_ERRORS = 50;
-
-// Progress goes to stderr: stdout holds the table and, last, the JSON line.
-const log = (msg) => console.error(`[bench] ${msg}`);
-
-// ---------------------------------------------------------------------------------------------
-// Child processes: every one is remembered, and killed at the end, on error and on Ctrl-C.
-
-const children = new Set();
-
-function startChild(name, args, env) {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output = { text: '' };
-  const keep = (chunk) => {
-    output.text = (output.text + chunk.toString()).slice(-20_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on("data", keep);
-  if (process.env.BENCH_SHOW_SERVER_STDERR) child.stderr.on("data", (c) => process.stderr.write(c));
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const handle = { name, child, output, exited, exitedYet: false };
-  exited.then(() => {
-    handle.exitedYet = true;
-    children.delete(handle);
-  });
-  children.add(handle);
-  return handle;
-}
-
-async function stopChild(handle, graceMs = 10_000) {
-  if (handle.exitedYet) return handle.exited;
-  handle.child.kill('SIGTERM');
-  const timer = setTimeout(() => handle.child.kill('SIGKILL'), graceMs);
-  const result = await handle.exited;
-  clearTimeout(timer);
-  return result;
-}
-
-function killAllNow() {
-  for (const h of children) {
-    try {
-      h.child.kill('SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
-}
-process.on('exit', killAllNow);
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    console.error(`[bench] ${signal}: stopping`);
-    cleanup()
-      .catch(() => {})
-      .finally(() => process.exit(130));
-  });
-}
-
-function run(file, args, { env = process.env, timeoutMs = 60_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { cwd: ROOT, env, timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error([`${[path.basename(file), ...args].join(' ')} failed: ${err.message}`, stderr].join('\n')));
-      else resolve(stdout);
-    });
-  });
-}
-
-/** A port free on 127.0.0.1 right now (listen on 0, close, reuse the number). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitReady(handle, url, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (handle.exitedYet) throw new Error(`${handle.name} exited before it was ready:\n${handle.output.text}`);
-    try {
-      const res = await undiciRequest(url, { method: 'GET', headersTimeout: 2000, bodyTimeout: 2000 });
-      await res.body.text();
-      if (res.statusCode < 500) return;
-    } catch {
-      /* not listening yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${handle.name} was not ready within ${timeoutMs} ms:\n${handle.output.text}`);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Request bodies: pre-encoded before timing, every event with its own $insert_id.
@@ -212,19 +109,6 @@ function makeBodies(token, count, tag) {
 
 // ---------------------------------------------------------------------------------------------
 // The load generator.
-
-/** CPU seconds (user + system, all threads) a process has used so far; undefined off Linux. */
-function cpuSeconds(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 14 and 15 of the file (utime, stime) are 11 and 12 after the command name.
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return undefined;
-  }
-}
-const CLOCK_TICKS = 100; // USER_HZ, 100 on every common Linux build
 
 /**
  * Sends bodies on CONNECTIONS keep-alive connections until the time is up (or, when `unique`,
@@ -341,19 +225,6 @@ async function load(origin, bodies, { unique, pid }) {
 // ---------------------------------------------------------------------------------------------
 // Targets.
 
-const cleanups = [];
-async function cleanup() {
-  while (cleanups.length) {
-    const fn = cleanups.pop();
-    try {
-      await fn();
-    } catch (err) {
-      console.error(`[bench] cleanup: ${err.message}`);
-    }
-  }
-  for (const h of [...children]) await stopChild(h, 3000);
-}
-
 function serviceEnv(databaseUrl) {
   const env = { ...process.env, COHORTCAST_LOG_LEVEL: 'warn' };
   delete env.DATABASE_URL;
@@ -424,7 +295,7 @@ async function runSqlite(project, dataDir) {
 
 async function runPostgres(project, env) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cohortcast-bench-pgcli-'));
-  cleanups.push(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  onCleanup(() => fs.rmSync(dataDir, { recursive: true, force: true }));
   const { handle, origin } = await startService('postgres', env, dataDir);
   let result;
   try {
@@ -442,46 +313,6 @@ async function runPostgres(project, env) {
     await client.end();
   }
   return result;
-}
-
-/** A PostgreSQL admin URL: BENCH_DATABASE_URL, else a throwaway server from .ci/start-postgres. */
-async function postgresAdminUrl() {
-  if (process.env.BENCH_DATABASE_URL) return { url: process.env.BENCH_DATABASE_URL, source: 'BENCH_DATABASE_URL' };
-  // Durable settings (fsync on), unlike the test suite's throwaway server: we measure real commits.
-  const env = { ...process.env, PGPORT: String(await freePort()), COHORTCAST_PG_DURABLE: '1' };
-  const url = (await run(path.join(ROOT, '.ci', 'start-postgres'), [], { env, timeoutMs: 600_000 })).trim().split('\n').pop();
-  const port = new URL(url).port;
-  cleanups.push(async () => {
-    await run(path.join(ROOT, '.ci', 'stop-postgres'), [port], { timeoutMs: 60_000 }).catch((err) => log(err.message));
-    log('stopped the PostgreSQL started by .ci/start-postgres');
-  });
-  return { url, source: `.ci/start-postgres on port ${port} (fsync on)` };
-}
-
-async function freshDatabase(adminUrl) {
-  const name = `cohortcast_bench_${process.pid}_${Date.now()}`;
-  const admin = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });
-  await admin.connect();
-  try {
-    await admin.query(`create database "${name}"`);
-  } finally {
-    await admin.end();
-  }
-  if (!KEEP) {
-    cleanups.push(async () => {
-      const c = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });
-      await c.connect();
-      try {
-        // WITH (FORCE) needs PostgreSQL 13; the service has stopped anyway.
-        await c.query(`drop database if exists "${name}" with (force)`).catch(() => c.query(`drop database if exists "${name}"`));
-      } finally {
-        await c.end();
-      }
-    });
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -504,14 +335,10 @@ async function main() {
   );
   const results = {};
   const notes = [];
-  const [load1] = os.loadavg();
-  if (load1 > 1) {
-    notes.push(`the 1-minute load average was ${load1.toFixed(2)} before the run: other processes may be competing for the CPU`);
-    log(`warning: ${notes.at(-1)}`);
-  }
+  noteMachineLoad(notes);
 
   const sqliteDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cohortcast-bench-sqlite-'));
-  if (!KEEP) cleanups.push(() => fs.rmSync(sqliteDir, { recursive: true, force: true }));
+  if (!KEEP) onCleanup(() => fs.rmSync(sqliteDir, { recursive: true, force: true }));
   const sqliteProject = await createProject(serviceEnv(undefined), sqliteDir);
   let t = performance.now();
   sqliteProject.bodies = makeBodies(sqliteProject.token, MAX_REQUESTS, 's');
@@ -525,17 +352,9 @@ async function main() {
   sqliteProject.bodies = undefined;
 
   if (TARGETS.includes('postgres')) {
-    let admin;
-    try {
-      admin = await postgresAdminUrl();
-    } catch (err) {
-      const lines = err.message.split('\n').map((l) => l.trim()).filter(Boolean);
-      const reason = lines.at(-1) ?? 'unknown error';
-      notes.push(`PostgreSQL run SKIPPED: no BENCH_DATABASE_URL and .ci/start-postgres failed (${reason})`);
-      log(notes.at(-1));
-    }
+    const admin = await postgresAdminUrlOrSkip(notes, 'PostgreSQL run');
     if (admin) {
-      const dbUrl = await freshDatabase(admin.url);
+      const dbUrl = await freshDatabase(admin.url, { keep: KEEP });
       log(`postgres: fresh database ${new URL(dbUrl).pathname.slice(1)} (via ${admin.source})`);
       const env = serviceEnv(dbUrl);
       const pgProject = await createProject(env, sqliteDir);
@@ -607,13 +426,4 @@ async function main() {
   console.log(JSON.stringify(figures));
 }
 
-let failed = false;
-try {
-  await main();
-} catch (err) {
-  failed = true;
-  console.error(`[bench] FAILED: ${err.stack ?? err.message}`);
-} finally {
-  await cleanup();
-}
-process.exit(failed ? 1 : 0);
+await runMain(main);
