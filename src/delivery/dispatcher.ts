@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
-import { claimDeliveries, claimDelivery, dueConnections, releaseLeases, type DeliveryRow } from '../store/outbox-repo.js';
+import { claimDeliveries, claimDelivery, dueConnections, releaseLeases, type ClaimedDelivery } from '../store/outbox-repo.js';
 import { classify, scheduledDelay, type AttemptResult, type Verdict } from './classify.js';
 import type { ConnectionDirectory, LiveConnection } from './connections.js';
 import { finishAttempts, type Completion } from './finish.js';
@@ -27,15 +27,23 @@ export interface DispatcherDeps {
 
 /**
  * Claims due deliveries with leases, sends them, and records each attempt. Work is claimed per
- * destination, never more than its free concurrency, so one slow or hanging receiver holds only
- * its own slots; the rest keep flowing. Attempts are finished in batches (one transaction).
+ * destination, at most two rounds of its concurrency, and sent no faster than its free slots, so
+ * one slow or hanging receiver holds only its own slots; the rest keep flowing. Attempts are
+ * recorded in batches (one transaction each).
  */
 export class Dispatcher {
   /** Names this process's leases: host, pid and a random part (pids repeat across restarts). */
   readonly worker = `${os.hostname()}:${process.pid}:${crypto.randomBytes(4).toString('hex')}`;
   readonly #policies: Record<string, RetryPolicy>;
-  readonly #inFlight = new Map<number, number>();
-  #inFlightTotal = 0;
+  /** Requests on the wire, per destination: what max_concurrency limits. */
+  readonly #sending = new Map<number, number>();
+  #sendingTotal = 0;
+  /** Claimed and waiting for a free slot of their destination: refilled slots need no query. */
+  readonly #queued = new Map<number, { connection: LiveConnection; rows: ClaimedDelivery[] }>();
+  #queuedTotal = 0;
+  /** Attempts answered but not yet recorded. */
+  #unrecorded = 0;
+  /** Every delivery this process holds a lease on. */
   readonly #leased = new Set<number>();
   /** Destinations known to have due work; refreshed from the database every poll. */
   #hot = new Set<number>();
@@ -93,39 +101,84 @@ export class Dispatcher {
       }
       for (const connectionId of [...this.#hot]) {
         if (!this.#running) return;
-        const room = config.maxInFlight - this.#inFlightTotal;
+        const room = config.maxInFlight - this.#sendingTotal - this.#queuedTotal;
         if (room <= 0) return;
         const connection = await this.deps.connections.get(connectionId);
         if (!connection) {
           this.#hot.delete(connectionId);
           continue;
         }
-        const busy = this.#inFlight.get(connectionId) ?? 0;
-        const free = Math.min(room, config.claimBatch, connection.maxConcurrency - busy, connection.rateBudget(Date.now()));
-        // Claim in batches, not a slot at a time as each request ends: a claim is a write, and
-        // one per delivery would cost more than the delivery. An idle destination claims at once.
-        if (free <= 0 || (busy > 0 && free < Math.max(1, Math.floor(connection.maxConcurrency / 4)))) continue;
-        const claimed = await claimDeliveries(this.deps.store, connectionId, free, this.worker, Date.now(), config.leaseMs);
-        if (claimed.length < free) this.#hot.delete(connectionId);
+        const held = (this.#sending.get(connectionId) ?? 0) + (this.#queued.get(connectionId)?.rows.length ?? 0);
+        // Hold up to two rounds of a destination's work: one on the wire, one ready for the slots
+        // that free up. Claim in batches of at least half a round (a claim is a write; one per
+        // delivery would cost more than the delivery); an idle destination claims at once.
+        const want = Math.min(room, config.claimBatch, 2 * connection.maxConcurrency - held, connection.rateBudget(Date.now()));
+        if (want <= 0 || (held > 0 && want < Math.max(1, Math.floor(connection.maxConcurrency / 2)))) continue;
+        const claimed = await claimDeliveries(this.deps.store, connectionId, want, this.worker, Date.now(), config.leaseMs);
+        if (claimed.length < want) this.#hot.delete(connectionId);
         connection.spend(claimed.length, Date.now());
-        for (const delivery of claimed) this.#launch(connection, delivery);
+        for (const delivery of claimed) this.#leased.add(delivery.id);
+        const queue = this.#queued.get(connectionId) ?? { connection, rows: [] };
+        queue.rows.push(...claimed);
+        this.#queuedTotal += claimed.length;
+        this.#queued.set(connectionId, queue);
+        this.#pump(connectionId);
       }
     } catch (err) {
       log.error({ err }, 'dispatcher round failed; retrying at the next poll');
     }
   }
 
-  #launch(connection: LiveConnection, delivery: DeliveryRow): void {
-    this.#inFlightTotal++;
-    this.#inFlight.set(connection.id, (this.#inFlight.get(connection.id) ?? 0) + 1);
-    this.#leased.add(delivery.id);
+  /** Sends queued deliveries of a destination while it has free slots. */
+  #pump(connectionId: number): void {
+    const queue = this.#queued.get(connectionId);
+    if (!queue) return;
+    const { connection, rows } = queue;
+    while (rows.length > 0 && (this.#sending.get(connectionId) ?? 0) < connection.maxConcurrency) {
+      this.#queuedTotal--;
+      this.#launch(connection, rows.shift()!);
+    }
+    if (rows.length === 0) this.#queued.delete(connectionId);
+  }
+
+  /** Gives back the queued, unsent deliveries of a destination that must not be sent to now. */
+  #dropQueue(connectionId: number): void {
+    const queue = this.#queued.get(connectionId);
+    if (!queue) return;
+    this.#queued.delete(connectionId);
+    this.#queuedTotal -= queue.rows.length;
+    const ids = queue.rows.map((d) => d.id);
+    for (const id of ids) this.#leased.delete(id);
+    releaseLeases(this.deps.store, this.worker, ids).catch((err) => this.deps.log.error({ err }, 'giving back leases failed; they expire on their own'));
+  }
+
+  #launch(connection: LiveConnection, delivery: ClaimedDelivery): void {
+    this.#sendingTotal++;
+    this.#sending.set(connection.id, (this.#sending.get(connection.id) ?? 0) + 1);
     void this.#attempt(connection, delivery).then((completion) => {
+      this.#sendingTotal--;
+      const n = (this.#sending.get(connection.id) ?? 1) - 1;
+      if (n > 0) this.#sending.set(connection.id, n);
+      else this.#sending.delete(connection.id);
+      this.#unrecorded++;
       this.#completions.push(completion);
       this.#scheduleFlush();
+      const { verdict } = completion;
+      if ((verdict.kind === 'retry' && verdict.throttleMs) || (verdict.kind === 'fail' && verdict.disableDestination)) {
+        // The receiver asked to be left alone (429/503) or is gone (410): hold the rest back.
+        this.#hot.delete(connection.id);
+        this.deps.connections.forget(connection.id);
+        this.#dropQueue(connection.id);
+      } else {
+        this.#pump(connection.id);
+        // Running low: claim the next round.
+        if ((this.#queued.get(connection.id)?.rows.length ?? 0) < connection.maxConcurrency / 2) this.#hot.add(connection.id);
+        this.wake();
+      }
     });
   }
 
-  async #attempt(connection: LiveConnection, delivery: DeliveryRow): Promise<Completion> {
+  async #attempt(connection: LiveConnection, delivery: ClaimedDelivery): Promise<Completion> {
     const startedAt = Date.now();
     const policy = isPolicyName(delivery.policy) ? this.#policies[delivery.policy]! : this.#policies.standard!;
     let result: AttemptResult;
@@ -139,7 +192,7 @@ export class Dispatcher {
   }
 
   /** When to try again, or undefined when this attempt is the last. */
-  #nextAttempt(policy: RetryPolicy, delivery: DeliveryRow, verdict: Verdict): number | undefined {
+  #nextAttempt(policy: RetryPolicy, delivery: ClaimedDelivery, verdict: Verdict): number | undefined {
     if (verdict.kind !== 'retry') return undefined;
     const delay = scheduledDelay(policy, delivery.round_attempts + 1);
     if (delay === undefined) return undefined;
@@ -163,7 +216,7 @@ export class Dispatcher {
     if (this.#flushes >= this.deps.recorders) return;
     const batch = this.#completions;
     if (batch.length === 0) {
-      if (this.#inFlightTotal === 0 && this.#flushes === 0) for (const resolve of this.#idle.splice(0)) resolve();
+      if (this.#sendingTotal === 0 && this.#unrecorded === 0 && this.#flushes === 0) for (const resolve of this.#idle.splice(0)) resolve();
       return;
     }
     this.#completions = [];
@@ -179,20 +232,10 @@ export class Dispatcher {
         }
       })
       .finally(() => {
-        for (const c of batch) {
-          this.#inFlightTotal--;
-          const n = (this.#inFlight.get(c.connection.id) ?? 1) - 1;
-          if (n > 0) this.#inFlight.set(c.connection.id, n);
-          else this.#inFlight.delete(c.connection.id);
-          this.#leased.delete(c.delivery.id);
-          if (c.verdict.kind === 'retry' && c.verdict.throttleMs) this.#hot.delete(c.connection.id);
-          else this.#hot.add(c.connection.id);
-          if (c.verdict.kind === 'fail' && c.verdict.disableDestination) this.deps.connections.forget(c.connection.id);
-          if (c.verdict.kind === 'retry' && c.verdict.throttleMs) this.deps.connections.forget(c.connection.id);
-        }
+        this.#unrecorded -= batch.length;
+        for (const c of batch) this.#leased.delete(c.delivery.id);
         this.#flushes--;
         this.#flush();
-        this.wake();
       });
   }
 
@@ -218,7 +261,10 @@ export class Dispatcher {
     this.#running = false;
     clearTimeout(this.#timer);
     while (this.#looping) await new Promise((r) => setTimeout(r, 5));
-    if (this.#inFlightTotal > 0 || this.#flushes > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    // Queued deliveries were never sent: their leases are given back below with the rest.
+    this.#queued.clear();
+    this.#queuedTotal = 0;
+    if (this.#sendingTotal > 0 || this.#unrecorded > 0 || this.#flushes > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
     await releaseLeases(this.deps.store, this.worker, [...this.#leased]);
   }
 }

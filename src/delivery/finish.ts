@@ -2,7 +2,7 @@ import type { DeliveryConfig } from '../config.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
-import { recordOutcomes, type DeliveryRow } from '../store/outbox-repo.js';
+import { recordOutcomes, type ClaimedDelivery } from '../store/outbox-repo.js';
 import type { AttemptResult, Verdict } from './classify.js';
 import type { LiveConnection } from './connections.js';
 import type { DeliveryOutcome, OwnerRegistry } from './owners.js';
@@ -10,7 +10,7 @@ import type { RetryPolicy } from './policies.js';
 
 /** One attempt, sent and judged, waiting to be recorded. */
 export interface Completion {
-  delivery: DeliveryRow;
+  delivery: ClaimedDelivery;
   connection: LiveConnection;
   policy: RetryPolicy;
   result: AttemptResult;

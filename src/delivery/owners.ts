@@ -1,10 +1,10 @@
 import type { Transaction } from 'kysely';
 import type { Database } from '../store/schema.js';
-import type { DeliveryRow } from '../store/outbox-repo.js';
+import type { ClaimedDelivery } from '../store/outbox-repo.js';
 
 /** How a delivery ended, told to the surface that made it. */
 export interface DeliveryOutcome {
-  delivery: DeliveryRow;
+  delivery: ClaimedDelivery;
   state: 'succeeded' | 'failed';
   /** delivered; rejected (a permanent refusal: the owner may pause); failed (no retry by policy); exhausted (retries used up). */
   outcome: 'delivered' | 'rejected' | 'failed' | 'exhausted';

@@ -1,4 +1,4 @@
-import type { DeliveryRow } from '../store/outbox-repo.js';
+import type { ClaimedDelivery } from '../store/outbox-repo.js';
 import { readJson } from '../store/schema.js';
 import type { LiveConnection } from './connections.js';
 import type { OutboundRequest } from './http-sender.js';
@@ -7,7 +7,7 @@ import { webhookHeaders } from './signing.js';
 const USER_AGENT = 'cohortcast-webhooks/1';
 
 /** The HTTP request for one attempt: same webhook-id every time, a fresh timestamp and signature. */
-export function buildRequest(connection: LiveConnection, delivery: DeliveryRow, now: number, maxTimeoutMs: number): OutboundRequest {
+export function buildRequest(connection: LiveConnection, delivery: ClaimedDelivery, now: number, maxTimeoutMs: number): OutboundRequest {
   const headers: Record<string, string> = {
     'user-agent': USER_AGENT,
     ...connection.headers,

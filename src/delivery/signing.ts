@@ -58,7 +58,7 @@ export function signatureHeader(webhookId: string, timestampSeconds: number, bod
   const prefix = signedPrefix(webhookId, timestampSeconds);
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
   const parts = keys.secrets.map((secret, i) => {
-    const key = decodeSecret(secret, `signing secret ${i + 1} of ${keys.secrets.length}`);
+    const key = hmacKey(secret, `signing secret ${i + 1} of ${keys.secrets.length}`);
     return `v1,${crypto.createHmac('sha256', key).update(prefix).update(bytes).digest('base64')}`;
   });
   if (keys.ed25519PrivateKey !== undefined) {
@@ -66,6 +66,18 @@ export function signatureHeader(webhookId: string, timestampSeconds: number, bod
     parts.push(`v1a,${signature.toString('base64')}`);
   }
   return parts.join(' ');
+}
+
+/** Decoded and checked once per secret: a dispatcher signs with the same few secrets all day. */
+const hmacKeys = new Map<string, crypto.KeyObject>();
+function hmacKey(secret: string, what: string): crypto.KeyObject {
+  let key = hmacKeys.get(secret);
+  if (!key) {
+    key = crypto.createSecretKey(decodeSecret(secret, what));
+    if (hmacKeys.size >= 1000) hmacKeys.clear();
+    hmacKeys.set(secret, key);
+  }
+  return key;
 }
 
 /** The three Standard Webhooks headers; webhook-signature is left out when there is nothing to sign with. */

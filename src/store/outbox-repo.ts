@@ -4,6 +4,10 @@ import type { Database, DeliveriesTable } from './schema.js';
 
 export type DeliveryRow = Selectable<DeliveriesTable>;
 
+/** What sending and recording a delivery need: claims return only these (each column costs). */
+const CLAIMED = ['id', 'project_id', 'connection_id', 'webhook_id', 'owner_kind', 'owner_id', 'policy', 'content_type', 'body', 'headers', 'attempts', 'round_attempts', 'next_attempt_at'] as const;
+export type ClaimedDelivery = Pick<DeliveryRow, (typeof CLAIMED)[number]>;
+
 /**
  * 'pending' written into the SQL, not bound: SQLite uses a partial index (deliveries_due, WHERE
  * state = 'pending') only when the query's own condition is that literal.
@@ -84,7 +88,7 @@ export async function dueConnections(store: Store, now: number): Promise<number[
  * rows another worker is claiming are skipped, not waited for; on SQLite the single writer makes
  * the update atomic.
  */
-export async function claimDeliveries(store: Store, connectionId: number, limit: number, worker: string, now: number, leaseMs: number): Promise<DeliveryRow[]> {
+export async function claimDeliveries(store: Store, connectionId: number, limit: number, worker: string, now: number, leaseMs: number): Promise<ClaimedDelivery[]> {
   const due = store.db
     .selectFrom('deliveries')
     .select('id')
@@ -99,7 +103,7 @@ export async function claimDeliveries(store: Store, connectionId: number, limit:
     .updateTable('deliveries')
     .set({ lease_owner: worker, lease_expires_at: now + leaseMs, next_attempt_at: now + leaseMs, updated_at: now })
     .where('id', 'in', due)
-    .returningAll()
+    .returning(CLAIMED)
     .execute();
 }
 
@@ -131,14 +135,14 @@ export async function queueStats(store: Store, now: number): Promise<QueueStats>
 }
 
 /** Leases one delivery by id, if nobody holds it: for sending it now (connection tests). */
-export async function claimDelivery(store: Store, id: number, worker: string, now: number, leaseMs: number): Promise<DeliveryRow | undefined> {
+export async function claimDelivery(store: Store, id: number, worker: string, now: number, leaseMs: number): Promise<ClaimedDelivery | undefined> {
   return store.db
     .updateTable('deliveries')
     .set({ lease_owner: worker, lease_expires_at: now + leaseMs, next_attempt_at: now + leaseMs, updated_at: now })
     .where('id', '=', id)
     .where('state', '=', PENDING)
     .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
-    .returningAll()
+    .returning(CLAIMED)
     .executeTakeFirst();
 }
 
