@@ -65,7 +65,7 @@ export interface Worker {
   close(): Promise<void>;
 }
 
-/** `cohortcast worker`: the dispatcher (and, later, the scheduler) without the HTTP API. */
+/** `cohortcast worker`: the delivery dispatcher without the HTTP API (the scheduler joins it with the surfaces that schedule work). */
 export async function startWorker(config: Config): Promise<Worker> {
   const store = openStore(config);
   try {

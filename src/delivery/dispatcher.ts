@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
-import { claimDeliveries, claimDelivery, dueConnections, releaseLeases, type ClaimedDelivery } from '../store/outbox-repo.js';
+import { claimDeliveries, claimDelivery, dueConnections, releaseLeases, renewLease, type ClaimedDelivery } from '../store/outbox-repo.js';
 import { classify, scheduledDelay, type AttemptResult, type Verdict } from './classify.js';
 import type { ConnectionDirectory, LiveConnection } from './connections.js';
 import { finishAttempts, type Completion } from './finish.js';
@@ -141,25 +141,38 @@ export class Dispatcher {
     if (rows.length === 0) this.#queued.delete(connectionId);
   }
 
+  #release(ids: number[]): void {
+    for (const id of ids) this.#leased.delete(id);
+    releaseLeases(this.deps.store, this.worker, ids).catch((err) => this.deps.log.error({ err }, 'giving back leases failed; they expire on their own'));
+  }
+
   /** Gives back the queued, unsent deliveries of a destination that must not be sent to now. */
   #dropQueue(connectionId: number): void {
     const queue = this.#queued.get(connectionId);
     if (!queue) return;
     this.#queued.delete(connectionId);
     this.#queuedTotal -= queue.rows.length;
-    const ids = queue.rows.map((d) => d.id);
-    for (const id of ids) this.#leased.delete(id);
-    releaseLeases(this.deps.store, this.worker, ids).catch((err) => this.deps.log.error({ err }, 'giving back leases failed; they expire on their own'));
+    this.#release(queue.rows.map((d) => d.id));
   }
 
   #launch(connection: LiveConnection, delivery: ClaimedDelivery): void {
     this.#sendingTotal++;
     this.#sending.set(connection.id, (this.#sending.get(connection.id) ?? 0) + 1);
-    void this.#attempt(connection, delivery).then((completion) => {
+    const done = () => {
       this.#sendingTotal--;
       const n = (this.#sending.get(connection.id) ?? 1) - 1;
       if (n > 0) this.#sending.set(connection.id, n);
       else this.#sending.delete(connection.id);
+    };
+    void this.#renewIfShort(connection, delivery).then(async (held) => {
+      if (!held) {
+        // The lease ran out while it waited in the queue and another worker has it now.
+        done();
+        this.#leased.delete(delivery.id);
+        return;
+      }
+      const completion = await this.#attempt(connection, delivery);
+      done();
       this.#unrecorded++;
       this.#completions.push(completion);
       this.#scheduleFlush();
@@ -176,6 +189,19 @@ export class Dispatcher {
         this.wake();
       }
     });
+  }
+
+  /**
+   * The lease (until next_attempt_at) must outlast the request, or another worker could claim the
+   * delivery mid-send; one that waited in the queue behind a slow receiver is renewed first.
+   */
+  async #renewIfShort(connection: LiveConnection, delivery: ClaimedDelivery): Promise<boolean> {
+    const timeoutMs = Math.min(connection.timeoutMs, this.deps.config.maxTimeoutMs);
+    if (delivery.next_attempt_at - Date.now() >= timeoutMs) return true;
+    const until = await renewLease(this.deps.store, this.worker, delivery.id, delivery.next_attempt_at, Date.now(), this.deps.config.leaseMs).catch(() => undefined);
+    if (until === undefined) return false;
+    delivery.next_attempt_at = until;
+    return true;
   }
 
   async #attempt(connection: LiveConnection, delivery: ClaimedDelivery): Promise<Completion> {

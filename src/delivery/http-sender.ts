@@ -37,8 +37,10 @@ export class HttpSender {
         body: req.body,
         dispatcher: this.#agent,
         signal: deadline,
-        headersTimeout: req.timeoutMs,
-        bodyTimeout: req.timeoutMs,
+        // undici's own timers are coarse (they can fire hundreds of ms early): the deadline above,
+        // a native timer, is the one timeout.
+        headersTimeout: 0,
+        bodyTimeout: 0,
       });
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;

@@ -187,3 +187,22 @@ export async function recordOutcomes(db: Db, worker: string, rows: AttemptOutcom
     returning deliveries.id`.execute(db);
   return new Set(result.rows.map((r) => Number(r.id)));
 }
+
+/**
+ * Extends a lease this worker still holds from the claim that set it to `heldUntil` (a lease that
+ * ran out and was claimed again, even by this worker, has another expiry and is left alone).
+ * Answers the new expiry, or undefined when the lease is no longer that one.
+ */
+export async function renewLease(store: Store, worker: string, id: number, heldUntil: number, now: number, leaseMs: number): Promise<number | undefined> {
+  const until = now + leaseMs;
+  const res = await store.db
+    .updateTable('deliveries')
+    .set({ lease_expires_at: until, next_attempt_at: until })
+    .where('id', '=', id)
+    .where('lease_owner', '=', worker)
+    .where('state', '=', PENDING)
+    .where('lease_expires_at', '=', heldUntil)
+    .where('lease_expires_at', '>', now)
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1 ? until : undefined;
+}

@@ -94,10 +94,10 @@ describe(`delivery across a worker crash on ${dialectUnderTest}`, () => {
       .where('lease_owner', '=', first.name)
       .execute();
     const heldAtKill = new Set(held.map((r) => r.webhook_id));
-    // Never more leased than two rounds of the destination's concurrency: one on the wire (or
-    // waiting to be recorded), one claimed and queued for the next free slots.
+    // A bounded number leased: a round on the wire, a round queued for the next free slots, and
+    // answered ones still waiting to be recorded (several batches at once on PostgreSQL).
     expect(heldAtKill.size).toBeGreaterThan(0);
-    expect(heldAtKill.size).toBeLessThanOrEqual(2 * CONCURRENCY);
+    expect(heldAtKill.size).toBeLessThanOrEqual(4 * CONCURRENCY);
     const heldRequest = receiver.ids[receivedAtKill - 1]!;
     expect(heldAtKill.has(heldRequest)).toBe(true);
 
