@@ -50,12 +50,12 @@ function checkHeaderName(name: string, where: string) {
 const hasControlChars = (v: string) => /[\r\n\0]/.test(v);
 
 /** The public view: secrets never leave, only whether they are set. */
-export function presentConnection(row: ConnectionRow, now = Date.now()) {
+function presentConnection(row: ConnectionRow, basicUser: string | undefined, now = Date.now()) {
   return {
     id: row.id,
     name: row.name,
     url: row.url,
-    basic_auth: row.basic_auth ? { username: readBasicUser(row) } : null,
+    basic_auth: basicUser === undefined ? null : { username: basicUser },
     headers: readJson<Record<string, string>>(row.headers),
     secret_header: row.secret_header_name ? { name: row.secret_header_name } : null,
     ed25519_public_key: row.ed25519_public_key,
@@ -72,13 +72,6 @@ export function presentConnection(row: ConnectionRow, now = Date.now()) {
   };
 }
 
-// The username is stored sealed with the password; a plain copy would need its own column.
-// The admin layer keeps the last opened value per row in memory only for presentation.
-const basicUsers = new WeakMap<object, string>();
-function readBasicUser(row: ConnectionRow): string {
-  return basicUsers.get(row) ?? '(set)';
-}
-
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export class ConnectionAdmin {
@@ -93,10 +86,10 @@ export class ConnectionAdmin {
     this.engine.dispatcher.wake(true);
   }
 
-  /** Opens what presentation needs (the Basic auth username) for rows about to be shown. */
-  reveal(row: ConnectionRow): ConnectionRow {
-    if (row.basic_auth) basicUsers.set(row, (JSON.parse(this.engine.box.open(row.basic_auth)) as { username: string }).username);
-    return row;
+  /** A connection as the API shows it: the Basic auth username (sealed with the password) opened, no secret. */
+  present(row: ConnectionRow, now = Date.now()) {
+    const basicUser = row.basic_auth ? (JSON.parse(this.engine.box.open(row.basic_auth)) as { username: string }).username : undefined;
+    return presentConnection(row, basicUser, now);
   }
 
   #validate(input: ConnectionInput) {
@@ -163,7 +156,7 @@ export class ConnectionAdmin {
       created_at: now,
       updated_at: now,
     });
-    return { ...presentConnection(this.reveal(row), now), signing_secret: secret };
+    return { ...this.present(row, now), signing_secret: secret };
   }
 
   async get(projectId: number, id: number) {
@@ -188,7 +181,7 @@ export class ConnectionAdmin {
     if (!row) throw notFound(id);
     this.engine.connections.forget(id);
     this.engine.dispatcher.wake(true);
-    return presentConnection(this.reveal(row), now);
+    return this.present(row, now);
   }
 
   async remove(projectId: number, id: number) {
@@ -209,7 +202,7 @@ export class ConnectionAdmin {
     });
     if (!row) throw notFound(id);
     this.engine.connections.forget(id);
-    return { ...presentConnection(this.reveal(row), now), signing_secret: secret };
+    return { ...this.present(row, now), signing_secret: secret };
   }
 
   /** Sends a signed ping now and reports what the receiver answered. */

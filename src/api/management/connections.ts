@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { ConnectionAdmin, ConnectionError, presentConnection } from '../../delivery/connection-admin.js';
+import { ConnectionAdmin, ConnectionError } from '../../delivery/connection-admin.js';
 import { listConnections, requeueFailed } from '../../store/connections-repo.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
 import { ApiError, errorSchema } from '../errors.js';
@@ -105,7 +105,7 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
       const rows = await listConnections(store, request.project.id, after, limit + 1);
       const page = rows.slice(0, limit);
       return {
-        results: page.map((r) => presentConnection(admin.reveal(r))),
+        results: page.map((r) => admin.present(r)),
         next_cursor: rows.length > limit ? encodeCursor(page.at(-1)!.id) : null,
       };
     },
@@ -116,7 +116,7 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
     { schema: { tags, summary: 'One destination', params: idParams, response: { 200: connectionSchema, ...errors } } },
     async (request) => {
       const { id } = request.params as { id: number };
-      return presentConnection(admin.reveal(await run(() => admin.get(request.project.id, id))));
+      return admin.present(await run(() => admin.get(request.project.id, id)));
     },
   );
 
