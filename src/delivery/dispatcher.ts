@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
-import { claimDeliveries, claimDelivery, dueConnections, releaseLeases, renewLease, type ClaimedDelivery } from '../store/outbox-repo.js';
+import { cancelDelivery, claimDeliveries, claimDelivery, dueConnections, releaseLeases, renewLease, type ClaimedDelivery } from '../store/outbox-repo.js';
 import { classify, scheduledDelay, type AttemptResult, type Verdict } from './classify.js';
 import type { ConnectionDirectory, LiveConnection } from './connections.js';
 import { finishAttempts, type Completion } from './finish.js';
@@ -274,7 +274,8 @@ export class Dispatcher {
     if (!delivery) return undefined;
     const connection = await this.deps.connections.get(delivery.connection_id, { fresh: true });
     if (!connection) {
-      await releaseLeases(this.deps.store, this.worker, [delivery.id]);
+      // Throttled, disabled or deleted meanwhile: the caller hears so now, so nothing goes out later.
+      await cancelDelivery(this.deps.store, this.worker, delivery.id, 'the connection could not be sent to when asked');
       return undefined;
     }
     const completion = await this.#attempt(connection, delivery);

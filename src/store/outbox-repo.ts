@@ -206,3 +206,15 @@ export async function renewLease(store: Store, worker: string, id: number, heldU
     .executeTakeFirst();
   return Number(res.numUpdatedRows) === 1 ? until : undefined;
 }
+
+/** Ends a delivery this worker holds without sending it. */
+export async function cancelDelivery(store: Store, worker: string, id: number, reason: string): Promise<void> {
+  const now = Date.now();
+  await store.db
+    .updateTable('deliveries')
+    .set({ state: 'cancelled', outcome: 'cancelled', last_error: reason, lease_owner: null, lease_expires_at: null, completed_at: now, updated_at: now })
+    .where('id', '=', id)
+    .where('lease_owner', '=', worker)
+    .where('state', '=', PENDING)
+    .execute();
+}

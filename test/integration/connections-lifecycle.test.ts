@@ -117,6 +117,16 @@ describe('connection changes', () => {
     expect(ok.body).toMatchObject({ headers: { 'x-a': '1' }, timeout_ms: 500 });
   });
 
+  it('answers 409 to a test of a throttled connection, and sends nothing later', async () => {
+    const c = await createConnection();
+    await svc.service.store.db.updateTable('connections').set({ throttled_until: Date.now() + 3_600_000 }).where('id', '=', c.id).execute();
+    const res = await call<{ error: { code: string } }>(`/api/v1/connections/${c.id}/test`, json('POST'));
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('connection_unavailable');
+    const page = await call<{ results: { state: string }[] }>(`/api/v1/deliveries?connection_id=${c.id}&owner_kind=connection-test`);
+    expect(page.body.results.map((d) => d.state)).toEqual(['cancelled']);
+  });
+
   it('hides connections from other projects', async () => {
     const c = await createConnection();
     const other = await createProject(svc.service.store, 'Other');
