@@ -9,6 +9,14 @@
 //             server started with .ci/start-postgres, fsync on (skipped, with a note, if impossible)
 //   graphile  graphile-worker 0.17 (bench/graphile-worker-child.js) on another fresh database of the same
 //             PostgreSQL: the same jobs (one POST of the same bytes each), the same concurrency
+//   fairness  SQLite: "a destination that hangs until timeout must not slow a healthy one's deliveries by
+//             more than 10%". Two runs, each on a fresh data folder with the same two connections: a healthy
+//             one to the sink (max_concurrency BENCH_CONCURRENCY) and one to the sink's POST /hang, which
+//             never answers (timeout_ms 2000, max_concurrency 16). (a) BENCH_FAIRNESS_DELIVERIES to the
+//             healthy one alone; (b) 2,000 to the hanging one enqueued first, then the same number to the
+//             healthy one. Each rate: the healthy arrivals at the sink, first to last; every healthy
+//             delivery must be 'succeeded'. Slowdown = 1 − (b)/(a). The workers get
+//             COHORTCAST_RETRY_SCHEDULE_STANDARD_MS=0,60000, so no hanging delivery is retried during a run.
 //
 // For each queue target:
 //   throughput  BENCH_DELIVERIES deliveries (policy 'standard', to a connection with max_concurrency
@@ -30,7 +38,8 @@
 //   BENCH_DELIVERIES=50000     deliveries (jobs) per queue target
 //   BENCH_CONCURRENCY=64       requests in flight: bare loop, connection max_concurrency, graphile concurrentJobs
 //   BENCH_BODY_BYTES=300       size of every JSON body
-//   BENCH_TARGETS=baseline,sqlite,postgres,graphile
+//   BENCH_TARGETS=baseline,sqlite,fairness,postgres,graphile
+//   BENCH_FAIRNESS_DELIVERIES=20000  healthy deliveries per fairness run
 //   BENCH_DATABASE_URL=postgres://…   admin URL of a PostgreSQL in which fresh databases are created
 //   BENCH_LATENCY_SECONDS=3    producing time of each latency run (0 skips the latency runs)
 //   BENCH_LATENCY_RATE=…       deliveries/s of the latency runs (default: half of each target's peak)
@@ -65,7 +74,7 @@ const WARMUP_SECONDS = envInt('BENCH_WARMUP_SECONDS', 1, 0);
 const DELIVERIES = Math.floor(envInt('BENCH_DELIVERIES', 50_000));
 const CONCURRENCY = Math.floor(envInt('BENCH_CONCURRENCY', 64));
 const BODY_BYTES = Math.floor(envInt('BENCH_BODY_BYTES', 300, 64));
-const TARGETS = (process.env.BENCH_TARGETS ?? 'baseline,sqlite,postgres,graphile').split(',').map((s) => s.trim()).filter(Boolean);
+const TARGETS = (process.env.BENCH_TARGETS ?? 'baseline,sqlite,fairness,postgres,graphile').split(',').map((s) => s.trim()).filter(Boolean);
 const LATENCY_SECONDS = envInt('BENCH_LATENCY_SECONDS', 3, 0);
 const LATENCY_RATE = process.env.BENCH_LATENCY_RATE ? envInt('BENCH_LATENCY_RATE', 0, 1) : undefined;
 const LATENCY_WARMUP_S = envInt('BENCH_LATENCY_WARMUP_S', 0.5, 0);
@@ -81,6 +90,13 @@ const GW = {
   poolSize: Math.floor(envInt('BENCH_GW_POOL_SIZE', CONCURRENCY + 2, 2)),
 };
 const TARGET_RATIO = 0.5;
+// The fairness target: a healthy destination's deliveries/s beside one that hangs until its timeout.
+const FAIRNESS_DELIVERIES = Math.floor(envInt('BENCH_FAIRNESS_DELIVERIES', 20_000));
+const HANGING_DELIVERIES = 2000;
+const HANG_TIMEOUT_MS = 2000;
+const HANG_CONCURRENCY = 16;
+const FAIRNESS_RETRY_SCHEDULE = '0,60000';
+const FAIRNESS_MAX_SLOWDOWN = 0.1;
 // Every process gets the same key, so what one seals the others can open.
 const SECRET_KEY = Buffer.alloc(32, 0x5c).toString('base64');
 const ENQUEUE_BATCH = 1000;
@@ -267,6 +283,8 @@ async function waitDelivered(name, sink, worker, expected, isDone, { timeoutMs =
     perS: spanS > 0 ? (arrivals.count - 1) / spanS : NaN,
     spanS,
     sinkCount: arrivals.count,
+    // The sink's counts when the last of them arrived (hung, hang_open: requests to POST /hang).
+    sinkAtEnd: arrivals,
     workerCores: cpu?.cores[0],
     workerCpuUsPerDelivery: cpu ? (cpu.cpuS[0] * 1e6) / expected : NaN,
     sinkCores: cpu?.cores[1],
@@ -374,11 +392,22 @@ function startWorker(name, env, dataDir, { profile = false } = {}) {
   return startChild(name, [...nodeArgs, CLI, 'worker', '--data-dir', dataDir], env);
 }
 
-async function runCohortcast(name, sink, { dataDir, databaseUrl }) {
+/** A fresh temporary data folder, removed at cleanup unless BENCH_KEEP=1. */
+function tempDataDir(name, prefix = 'cohortcast-bench-delivery-') {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (!KEEP) onCleanup(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  log(`${name}: data in ${dataDir}`);
+  return dataDir;
+}
+
+/**
+ * A fresh cohortcast store (`dataDir`, or `databaseUrl`) with a project and the given connections,
+ * made the way the API makes them (secrets sealed with COHORTCAST_SECRET_KEY). This process plays the
+ * producer: it opens the same database the worker will.
+ */
+async function setUpCohortcast(env, { dataDir, databaseUrl }, connectionInputs) {
   const { loadConfig, openStore, migrateToLatest, enqueue, createDeliveryEngine, ConnectionAdmin, createMetrics } = await loadDist();
-  const env = serviceEnv(databaseUrl);
   const project = await createProject(env, dataDir);
-  // This process plays the producer: it opens the same database the worker will.
   const config = loadConfig({ dataDir, databaseUrl }, env);
   const store = openStore(config);
   let closed = false;
@@ -389,20 +418,15 @@ async function runCohortcast(name, sink, { dataDir, databaseUrl }) {
   onCleanup(closeStore);
   await migrateToLatest(store);
 
-  // The destination, made the way the API makes it (secrets sealed with COHORTCAST_SECRET_KEY).
   const engine = await createDeliveryEngine(config, store, createMetrics(), pino({ level: 'warn' }));
-  let connectionId;
+  const connectionIds = [];
   try {
-    const created = await new ConnectionAdmin(store, engine, config.delivery).create(project.id, {
-      name: 'bench sink',
-      url: sink.hookUrl,
-      max_concurrency: CONCURRENCY,
-    });
-    connectionId = created.id;
+    const admin = new ConnectionAdmin(store, engine, config.delivery);
+    for (const input of connectionInputs) connectionIds.push((await admin.create(project.id, input)).id);
   } finally {
     await engine.close();
   }
-  const delivery = (ownerKind, i, body) => ({
+  const delivery = (connectionId, ownerKind, i, body) => ({
     projectId: project.id,
     connectionId,
     ownerKind,
@@ -411,26 +435,35 @@ async function runCohortcast(name, sink, { dataDir, databaseUrl }) {
     contentType: 'application/json',
     body,
   });
-
-  // Throughput: everything enqueued first, then the worker.
-  let t = performance.now();
-  await store.db.transaction().execute(async (trx) => {
-    for (let from = 0; from < DELIVERIES; from += ENQUEUE_BATCH) {
-      const items = [];
-      for (let i = from; i < Math.min(DELIVERIES, from + ENQUEUE_BATCH); i++) items.push(delivery('bench-throughput', i, makeBody(i, clock())));
-      await enqueue(trx, items);
-    }
-  });
-  log(`${name}: enqueued ${DELIVERIES} deliveries in ${fmt(performance.now() - t)} ms; starting the worker`);
+  /** Enqueues `n` deliveries to one connection in one transaction, ENQUEUE_BATCH at a time. */
+  const enqueueMany = async (connectionId, ownerKind, n) => {
+    await store.db.transaction().execute(async (trx) => {
+      for (let from = 0; from < n; from += ENQUEUE_BATCH) {
+        const items = [];
+        for (let i = from; i < Math.min(n, from + ENQUEUE_BATCH); i++) items.push(delivery(connectionId, ownerKind, i, makeBody(i, clock())));
+        await enqueue(trx, items);
+      }
+    });
+  };
+  /** Deliveries of `ownerKind` by state: { succeeded: n, … }. */
   const counts = async (ownerKind) => {
     const rows = await store.db.selectFrom('deliveries').select(['state', (eb) => eb.fn.countAll().as('n')]).where('owner_kind', '=', ownerKind).groupBy('state').execute();
     return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
   };
+  return { store, closeStore, connectionIds, delivery, enqueueMany, counts };
+}
+
+/**
+ * Starts `cohortcast worker` on work already enqueued, waits (waitDelivered) until the sink has seen
+ * `expected` POSTs and all `expected` deliveries of `ownerKind` are recorded, stops the worker, then
+ * checks that every one of them is 'succeeded' and the sink saw at least that many POSTs.
+ */
+async function deliverAll(name, sink, env, dataDir, { counts, ownerKind, expected }) {
   await sink.reset(false);
   const worker = startWorker(`${name}-worker`, env, dataDir, { profile: true });
   let result;
   try {
-    result = await waitDelivered(name, sink, worker, DELIVERIES, async () => (await counts('bench-throughput')).succeeded === DELIVERIES);
+    result = await waitDelivered(name, sink, worker, expected, async () => (await counts(ownerKind)).succeeded === expected);
   } finally {
     const endedAlone = worker.exitedYet;
     const exit = await stopChild(worker);
@@ -438,11 +471,27 @@ async function runCohortcast(name, sink, { dataDir, databaseUrl }) {
     if (result) result.workerExitedWhenIdle = endedAlone;
   }
   // Every delivery recorded as succeeded, once; the sink saw at least that many POSTs.
-  const states = await counts('bench-throughput');
-  if (states.succeeded !== DELIVERIES || Object.keys(states).length !== 1) {
-    throw new Error(`${name}: expected all ${DELIVERIES} deliveries 'succeeded', found ${JSON.stringify(states)}`);
+  const states = await counts(ownerKind);
+  if (states.succeeded !== expected || Object.keys(states).length !== 1) {
+    throw new Error(`${name}: expected all ${expected} deliveries 'succeeded', found ${JSON.stringify(states)}`);
   }
-  if (result.sinkCount < DELIVERIES) throw new Error(`${name}: the sink saw ${result.sinkCount} POSTs for ${DELIVERIES} deliveries`);
+  if (result.sinkCount < expected) throw new Error(`${name}: the sink saw ${result.sinkCount} POSTs for ${expected} deliveries`);
+  return result;
+}
+
+async function runCohortcast(name, sink, { dataDir, databaseUrl }) {
+  const { enqueue } = await loadDist();
+  const env = serviceEnv(databaseUrl);
+  const { store, closeStore, connectionIds, delivery, enqueueMany, counts } = await setUpCohortcast(env, { dataDir, databaseUrl }, [
+    { name: 'bench sink', url: sink.hookUrl, max_concurrency: CONCURRENCY },
+  ]);
+  const [connectionId] = connectionIds;
+
+  // Throughput: everything enqueued first, then the worker.
+  const t = performance.now();
+  await enqueueMany(connectionId, 'bench-throughput', DELIVERIES);
+  log(`${name}: enqueued ${DELIVERIES} deliveries in ${fmt(performance.now() - t)} ms; starting the worker`);
+  const result = await deliverAll(name, sink, env, dataDir, { counts, ownerKind: 'bench-throughput', expected: DELIVERIES });
   const own = await store.db
     .selectFrom('deliveries')
     .select((eb) => [eb.fn.min('first_attempt_at').as('first'), eb.fn.max('completed_at').as('last'), eb.fn.sum('attempts').as('attempts')])
@@ -460,12 +509,12 @@ async function runCohortcast(name, sink, { dataDir, databaseUrl }) {
     const rate = LATENCY_RATE ?? Math.max(1, Math.round(result.perS / 2));
     const lw = startWorker(`${name}-latency-worker`, env, dataDir);
     try {
-      await warmUp(name, sink, lw, () => enqueue(store.db, [delivery('bench-warmup', 0, makeBody(0, clock()))]));
+      await warmUp(name, sink, lw, () => enqueue(store.db, [delivery(connectionId, 'bench-warmup', 0, makeBody(0, clock()))]));
       log(`${name}: latency run, ${fmt(rate)} deliveries/s for ${LATENCY_SECONDS} s (poll interval ${POLL_INTERVAL_MS ?? DEFAULT_POLL_INTERVAL_MS} ms)`);
       result.latency = await latencyRun(name, sink, lw, rate, (bodies, first) =>
         enqueue(
           store.db,
-          bodies.map((body, k) => delivery('bench-latency', first + k, body)),
+          bodies.map((body, k) => delivery(connectionId, 'bench-latency', first + k, body)),
         ),
       );
       const deadline = Date.now() + 30_000;
@@ -482,6 +531,53 @@ async function runCohortcast(name, sink, { dataDir, databaseUrl }) {
   }
   await closeStore();
   return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fairness (SQLite): a destination that hangs until its timeout must not slow a healthy one.
+
+/**
+ * Two runs, each on a fresh SQLite data folder holding the same two connections: a healthy one to
+ * the sink (max_concurrency BENCH_CONCURRENCY) and one to the sink's POST /hang, which never answers
+ * (timeout_ms HANG_TIMEOUT_MS, max_concurrency HANG_CONCURRENCY). Run (a) enqueues FAIRNESS_DELIVERIES
+ * to the healthy one alone; run (b) first HANGING_DELIVERIES to the hanging one, then the same
+ * FAIRNESS_DELIVERIES, so the hanging one claims and holds its slots from the start. Each rate is the
+ * healthy connection's sink arrivals from its first to its last (POST /hang is not counted there).
+ */
+async function runFairness(sink) {
+  // The hanging deliveries time out and are retried a minute later: not during the run.
+  const env = { ...serviceEnv(undefined), COHORTCAST_RETRY_SCHEDULE_STANDARD_MS: FAIRNESS_RETRY_SCHEDULE };
+  const once = async (name, hanging) => {
+    const dataDir = tempDataDir(name, 'cohortcast-bench-fairness-');
+    const { closeStore, connectionIds, enqueueMany, counts } = await setUpCohortcast(env, { dataDir, databaseUrl: undefined }, [
+      { name: 'bench hanging', url: `${sink.origin}/hang`, timeout_ms: HANG_TIMEOUT_MS, max_concurrency: HANG_CONCURRENCY },
+      { name: 'bench sink', url: sink.hookUrl, max_concurrency: CONCURRENCY },
+    ]);
+    const [hangingId, healthyId] = connectionIds;
+    if (hanging > 0) await enqueueMany(hangingId, 'bench-hanging', hanging);
+    await enqueueMany(healthyId, 'bench-fairness', FAIRNESS_DELIVERIES);
+    log(`${name}: enqueued ${hanging} deliveries to the hanging connection, then ${FAIRNESS_DELIVERIES} to the healthy one; starting the worker`);
+    const result = await deliverAll(name, sink, env, dataDir, { counts, ownerKind: 'bench-fairness', expected: FAIRNESS_DELIVERIES });
+    result.hung = result.sinkAtEnd.hung;
+    result.hangOpen = result.sinkAtEnd.hang_open;
+    if (hanging > 0) {
+      result.hangingStates = await counts('bench-hanging');
+      // Without requests held open at the hanging destination the comparison says nothing.
+      if (result.hung === 0) throw new Error(`${name}: the hanging connection was sent nothing while the healthy one delivered; states ${JSON.stringify(result.hangingStates)}`);
+      if ((result.hangingStates.succeeded ?? 0) > 0) throw new Error(`${name}: a delivery to the hanging connection succeeded: ${JSON.stringify(result.hangingStates)}`);
+    }
+    log(
+      `${name}: healthy ${fmt(result.perS)} deliveries/s at the sink, all ${FAIRNESS_DELIVERIES} 'succeeded'` +
+        (hanging > 0 ? `; hanging destination: ${result.hung} requests received, ${result.hangOpen} held open at the last healthy arrival` : ''),
+    );
+    await closeStore();
+    return result;
+  };
+  const alone = await once('fairness-alone', 0);
+  const beside = await once('fairness-hanging', HANGING_DELIVERIES);
+  const slowdown = 1 - beside.perS / alone.perS;
+  log(`fairness: healthy destination slowed by ${fmt(slowdown * 100, 1)}% beside a hanging one (target ≤ ${FAIRNESS_MAX_SLOWDOWN * 100}%)`);
+  return { alone, beside, slowdown };
 }
 
 /** Sends one delivery through a freshly started worker: it is up, and its connection to the sink is open. */
@@ -596,8 +692,8 @@ const round = (n, digits = 0) => (Number.isFinite(n) ? Number(n.toFixed(digits))
 
 async function main() {
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm run bench:delivery does)`);
-  const unknown = TARGETS.filter((t) => !['baseline', 'sqlite', 'postgres', 'graphile'].includes(t));
-  if (unknown.length) throw new Error(`BENCH_TARGETS: unknown target(s) ${unknown.join(', ')}; use baseline,sqlite,postgres,graphile`);
+  const unknown = TARGETS.filter((t) => !['baseline', 'sqlite', 'fairness', 'postgres', 'graphile'].includes(t));
+  if (unknown.length) throw new Error(`BENCH_TARGETS: unknown target(s) ${unknown.join(', ')}; use baseline,sqlite,fairness,postgres,graphile`);
   const pollMs = POLL_INTERVAL_MS ?? DEFAULT_POLL_INTERVAL_MS;
   log(
     `node ${process.version}, ${os.cpus().length} CPU(s); ${DELIVERIES} deliveries of ${BODY_BYTES} bytes, concurrency ${CONCURRENCY}; ` +
@@ -618,10 +714,14 @@ async function main() {
   }
 
   if (TARGETS.includes('sqlite')) {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cohortcast-bench-delivery-'));
-    if (!KEEP) onCleanup(() => fs.rmSync(dataDir, { recursive: true, force: true }));
-    log(`sqlite: data in ${dataDir}`);
-    results.sqlite = await runCohortcast('sqlite', sink, { dataDir, databaseUrl: undefined });
+    results.sqlite = await runCohortcast('sqlite', sink, { dataDir: tempDataDir('sqlite'), databaseUrl: undefined });
+  }
+
+  let fairness;
+  if (TARGETS.includes('fairness')) {
+    fairness = await runFairness(sink);
+    results.fairnessAlone = fairness.alone;
+    results.fairnessBeside = fairness.beside;
   }
 
   if (TARGETS.includes('postgres') || TARGETS.includes('graphile')) {
@@ -652,6 +752,8 @@ async function main() {
     sqlite: 'cohortcast, SQLite',
     postgres: 'cohortcast, PostgreSQL',
     graphile: 'graphile-worker 0.17, PostgreSQL',
+    fairnessAlone: 'fairness: healthy alone',
+    fairnessBeside: 'fairness: beside a hanging one',
   };
   const rows = [['target', 'deliveries/s', 'vs bare loop', 'p50 ms', 'p99 ms', 'latency at /s', 'worker cores', 'worker CPU µs/delivery', 'machine CPU']];
   for (const [name, r] of Object.entries(results)) {
@@ -694,6 +796,18 @@ async function main() {
     const bound = b.clientCores >= 0.9 ? ': the loop is one process, so about one core is its ceiling' : '';
     notes.push(`bare loop: the sink process used ${fmt(b.sinkCores, 2)} cores, the loop (this process) ${fmt(b.clientCores, 2)}${bound}`);
   }
+  if (fairness) {
+    const { alone, beside, slowdown } = fairness;
+    notes.push(
+      `fairness (SQLite): ${FAIRNESS_DELIVERIES} deliveries to a healthy connection (max_concurrency ${CONCURRENCY}), alone, then behind ` +
+        `${HANGING_DELIVERIES} to one that never answers (timeout_ms ${HANG_TIMEOUT_MS}, max_concurrency ${HANG_CONCURRENCY}; ` +
+        `${beside.hung} of its requests received, ${beside.hangOpen} held open at the last healthy arrival); retry schedule ${FAIRNESS_RETRY_SCHEDULE} ms; ` +
+        `healthy ${fmt(alone.perS)}/s alone over ${fmt(alone.spanS, 2)} s, ${fmt(beside.perS)}/s beside over ${fmt(beside.spanS, 2)} s`,
+    );
+    notes.push(
+      `healthy destination slowed by ${fmt(slowdown * 100, 1)}% (target ≤ ${FAIRNESS_MAX_SLOWDOWN * 100}%): ${slowdown <= FAIRNESS_MAX_SLOWDOWN ? 'met' : 'NOT met'}`,
+    );
+  }
   for (const note of notes) console.log(`note: ${note}`);
   if (results.sqlite && base) {
     const ratio = results.sqlite.perS / base;
@@ -727,6 +841,11 @@ async function main() {
     latency_seconds: LATENCY_SECONDS,
     load_average: round(os.loadavg()[0], 2),
     postgres_skipped: (TARGETS.includes('postgres') || TARGETS.includes('graphile')) && !results.postgres && !results.graphile,
+    fairness_deliveries: fairness ? FAIRNESS_DELIVERIES : null,
+    fairness_alone_per_s: round(fairness?.alone.perS),
+    fairness_beside_hanging_per_s: round(fairness?.beside.perS),
+    fairness_slowdown_pct: round(fairness ? fairness.slowdown * 100 : NaN, 2),
+    fairness_target_met: fairness ? fairness.slowdown <= FAIRNESS_MAX_SLOWDOWN : null,
   };
   console.log(JSON.stringify(figures));
 }

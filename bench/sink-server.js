@@ -4,10 +4,14 @@
 //
 // Usage: node bench/sink-server.js PORT   (listens on 127.0.0.1, prints "ready" when listening)
 //
-//   POST <any path but /_sink/…>  counted; answers 200 {"ok":true}
-//   GET  /count                   {"count": n, "first_ms": …, "last_ms": …}  (arrival times of the first
-//                                 and last counted POST, on the clock performance.timeOrigin + performance.now())
-//   POST /_sink/reset?record=1    zero the count; with record=1, read "t" (the enqueue time, same clock)
+//   POST <any path but /_sink/…, /hang>  counted; answers 200 {"ok":true}
+//   POST /hang                    never answered: held open until the client gives up (a receiver that
+//                                 hangs until the sender's timeout); not counted as an arrival
+//   GET  /count                   {"count": n, "first_ms": …, "last_ms": …, "hung": n, "hang_open": n}
+//                                 (arrival times of the first and last counted POST, on the clock
+//                                 performance.timeOrigin + performance.now(); POST /hang requests received
+//                                 since the reset, and those held open right now)
+//   POST /_sink/reset?record=1    zero the counts; with record=1, read "t" (the enqueue time, same clock)
 //                                 and "i" (an index) from each body from now on and keep [i, arrival − t]
 //   GET  /_sink/latencies         {"count": n, "unreadable": n, "samples": [[i, ms], …]} since the reset
 import http from 'node:http';
@@ -29,6 +33,8 @@ let lastMs = null;
 let record = false;
 let latencies = [];
 let unreadable = 0;
+let hung = 0;
+let hangOpen = 0;
 // "t":<number> and "i":<number> anywhere in the body; cheaper than JSON.parse, indifferent to key order.
 const T_FIELD = /"t":\s*(-?[0-9.eE+]+)/;
 const I_FIELD = /"i":\s*([0-9]+)/;
@@ -40,6 +46,13 @@ function json(res, status, value) {
 }
 
 const server = http.createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/hang') {
+    hung++;
+    hangOpen++;
+    req.resume();
+    res.once('close', () => hangOpen--);
+    return;
+  }
   if (req.method === 'POST' && !req.url.startsWith('/_sink/')) {
     const chunks = record ? [] : undefined;
     req.on('data', (chunk) => chunks?.push(chunk));
@@ -60,13 +73,14 @@ const server = http.createServer((req, res) => {
     });
     return;
   }
-  if (req.method === 'GET' && req.url === '/count') return json(res, 200, { count, first_ms: firstMs, last_ms: lastMs });
+  if (req.method === 'GET' && req.url === '/count') return json(res, 200, { count, first_ms: firstMs, last_ms: lastMs, hung, hang_open: hangOpen });
   if (req.method === 'POST' && req.url.startsWith('/_sink/reset')) {
     req.resume();
     count = 0;
     firstMs = lastMs = null;
     latencies = [];
     unreadable = 0;
+    hung = 0;
     record = new URL(req.url, 'http://sink').searchParams.get('record') === '1';
     return json(res, 200, { ok: true, record });
   }
