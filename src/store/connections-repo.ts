@@ -1,7 +1,7 @@
 import type { Insertable, Selectable, Updateable } from 'kysely';
 import type { Store } from './database.js';
-import { PENDING } from './outbox-repo.js';
-import type { ConnectionsTable, DeliveriesTable } from './schema.js';
+import { PENDING, requeue } from './outbox-repo.js';
+import type { ConnectionsTable } from './schema.js';
 
 export type ConnectionRow = Selectable<ConnectionsTable>;
 
@@ -75,15 +75,3 @@ export async function requeueFailed(store: Store, connectionId: number, from: nu
     .executeTakeFirst();
   return Number(res.numUpdatedRows);
 }
-
-/** A delivery back at the start of its retry schedule, keeping its webhook-id and attempt log. */
-export const requeue = (now: number): Updateable<DeliveriesTable> => ({
-  state: 'pending',
-  outcome: null,
-  round_attempts: 0,
-  next_attempt_at: now,
-  lease_owner: null,
-  lease_expires_at: null,
-  completed_at: null,
-  updated_at: now,
-});

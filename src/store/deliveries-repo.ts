@@ -1,7 +1,6 @@
 import type { Selectable } from 'kysely';
-import { requeue } from './connections-repo.js';
 import type { Store } from './database.js';
-import type { DeliveryRow } from './outbox-repo.js';
+import { requeue, type DeliveryRow } from './outbox-repo.js';
 import type { DeliveryAttemptsTable, DeliveryState } from './schema.js';
 
 export type { DeliveryRow };

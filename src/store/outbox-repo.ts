@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { sql, type Kysely, type Selectable, type Transaction, type Updateable } from 'kysely';
 import type { Store } from './database.js';
 import type { Database, DeliveriesTable } from './schema.js';
 
@@ -218,3 +218,15 @@ export async function cancelDelivery(store: Store, worker: string, id: number, r
     .where('state', '=', PENDING)
     .execute();
 }
+
+/** A delivery back at the start of its retry schedule, keeping its webhook-id and attempt log. */
+export const requeue = (now: number): Updateable<DeliveriesTable> => ({
+  state: 'pending',
+  outcome: null,
+  round_attempts: 0,
+  next_attempt_at: now,
+  lease_owner: null,
+  lease_expires_at: null,
+  completed_at: null,
+  updated_at: now,
+});

@@ -3,7 +3,7 @@ import { ConnectionAdmin, ConnectionError } from '../../delivery/connection-admi
 import { listConnections, requeueFailed } from '../../store/connections-repo.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
 import { ApiError, errorSchema } from '../errors.js';
-import { pageLimit } from './paging.js';
+import { idParams, isIdCursor, pageLimit } from './paging.js';
 import { timeParam } from './time-param.js';
 
 const headerName = { type: 'string', minLength: 1, maxLength: 256 } as const;
@@ -54,11 +54,9 @@ const connectionSchema = {
   },
 } as const;
 
-const idParams = { type: 'object', properties: { id: { type: 'integer', minimum: 1 } }, required: ['id'] } as const;
 const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: errorSchema } as const;
 const tags = ['Connections'];
 
-const isAfter = (v: unknown): v is number => Number.isSafeInteger(v);
 
 export async function connectionRoutes(app: FastifyInstance, opts: { admin: ConnectionAdmin; defaultPageSize: number; maxPageSize: number }) {
   const { admin } = opts;
@@ -101,7 +99,7 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
     async (request) => {
       const q = request.query as { limit?: number; cursor?: string };
       const limit = pageLimit(q.limit, opts);
-      const after = q.cursor === undefined ? 0 : decodeCursor(q.cursor, isAfter);
+      const after = q.cursor === undefined ? 0 : decodeCursor(q.cursor, isIdCursor);
       const rows = await listConnections(store, request.project.id, after, limit + 1);
       const page = rows.slice(0, limit);
       return {

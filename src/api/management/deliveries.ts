@@ -5,7 +5,7 @@ import { findDelivery, listAttempts, listDeliveries, retryDelivery, type Deliver
 import { readJson } from '../../store/schema.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
 import { ApiError, errorSchema } from '../errors.js';
-import { pageLimit } from './paging.js';
+import { idParams, isIdCursor, pageLimit } from './paging.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -58,9 +58,7 @@ function present(d: DeliveryRow) {
   };
 }
 
-const idParams = { type: 'object', properties: { id: { type: 'integer', minimum: 1 } }, required: ['id'] } as const;
 const tags = ['Deliveries'];
-const isAfter = (v: unknown): v is number => Number.isSafeInteger(v);
 
 export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store; dispatcher: Dispatcher; defaultPageSize: number; maxPageSize: number }) {
   const { store } = opts;
@@ -93,7 +91,7 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
       const q = request.query as { limit?: number; cursor?: string; connection_id?: number; state?: DeliveryRow['state']; owner_kind?: string; owner_id?: string };
       if (q.owner_id !== undefined && q.owner_kind === undefined) throw new ApiError(400, 'invalid_filter', 'owner_id needs owner_kind');
       const limit = pageLimit(q.limit, opts);
-      const before = q.cursor === undefined ? undefined : decodeCursor(q.cursor, isAfter);
+      const before = q.cursor === undefined ? undefined : decodeCursor(q.cursor, isIdCursor);
       const rows = await listDeliveries(store, request.project.id, {
         connectionId: q.connection_id,
         state: q.state,
