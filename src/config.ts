@@ -69,6 +69,8 @@ export interface DeliveryConfig {
   cohortSyncSchedule: number[];
   /** ± this fraction of random jitter on the standard schedule's delays. */
   jitter: number;
+  /** Send (sign, write, read replies) on a thread of its own, beside the claims and records. */
+  senderThread: boolean;
 }
 
 /** Mixpanel's documented ingestion limits, as defaults. */
@@ -120,6 +122,13 @@ function msListFromEnv(env: Env, name: string, fallback: number[]): number[] {
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
+
+function boolFromEnv(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true' || raw === 'false') return raw === 'true';
+  throw new Error(`${name} must be true or false, got "${raw}"`);
+}
 
 function intFromEnv(env: Env, name: string, fallback: number, min = 0): number {
   const raw = env[name];
@@ -214,5 +223,6 @@ function deliveryConfig(env: Env): DeliveryConfig {
     standardSchedule: schedule('COHORTCAST_RETRY_SCHEDULE_STANDARD_MS', [0, 5000, 5 * MINUTE, 30 * MINUTE, 2 * HOUR, 5 * HOUR, 10 * HOUR, 10 * HOUR]),
     cohortSyncSchedule: schedule('COHORTCAST_RETRY_SCHEDULE_COHORT_SYNC_MS', [0, 2000, 4000, 8000, 16_000, 30_000]),
     jitter,
+    senderThread: boolFromEnv(env, 'COHORTCAST_DELIVERY_SENDER_THREAD', true),
   };
 }

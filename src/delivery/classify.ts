@@ -10,6 +10,8 @@ export interface AttemptResult {
   /** The reply was longer than the read cap and was cut off. */
   truncated: boolean;
   error?: { kind: 'timeout' | 'network' | 'refused'; message: string };
+  /** When the request went on the wire (ms since the epoch); absent when it was never sent. */
+  startedAt?: number;
   durationMs: number;
 }
 

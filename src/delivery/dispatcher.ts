@@ -8,14 +8,14 @@ import { cancelDelivery, claimDeliveries, claimDelivery, dueConnections, release
 import { classify, scheduledDelay, type AttemptResult, type Verdict } from './classify.js';
 import type { ConnectionDirectory, LiveConnection } from './connections.js';
 import { finishAttempts, type Completion } from './finish.js';
-import type { HttpSender } from './http-sender.js';
+import type { Sender } from './http-sender.js';
 import { policies, isPolicyName, type RetryPolicy } from './policies.js';
 import { buildRequest } from './request.js';
 import type { OwnerRegistry } from './owners.js';
 
 export interface DispatcherDeps {
   store: Store;
-  sender: HttpSender;
+  sender: Sender;
   connections: ConnectionDirectory;
   owners: OwnerRegistry;
   config: DeliveryConfig;
@@ -35,12 +35,9 @@ export class Dispatcher {
   /** Names this process's leases: host, pid and a random part (pids repeat across restarts). */
   readonly worker = `${os.hostname()}:${process.pid}:${crypto.randomBytes(4).toString('hex')}`;
   readonly #policies: Record<string, RetryPolicy>;
-  /** Requests on the wire, per destination: what max_concurrency limits. */
+  /** Handed to the sender and not answered yet, per destination: on the wire or waiting there for a slot. */
   readonly #sending = new Map<number, number>();
   #sendingTotal = 0;
-  /** Claimed and waiting for a free slot of their destination: refilled slots need no query. */
-  readonly #queued = new Map<number, { connection: LiveConnection; rows: ClaimedDelivery[] }>();
-  #queuedTotal = 0;
   /** Attempts answered but not yet recorded. */
   #unrecorded = 0;
   /** Every delivery this process holds a lease on. */
@@ -101,44 +98,30 @@ export class Dispatcher {
       }
       for (const connectionId of [...this.#hot]) {
         if (!this.#running) return;
-        const room = config.maxInFlight - this.#sendingTotal - this.#queuedTotal;
+        const room = config.maxInFlight - this.#sendingTotal;
         if (room <= 0) return;
         const connection = await this.deps.connections.get(connectionId);
         if (!connection) {
           this.#hot.delete(connectionId);
           continue;
         }
-        const held = (this.#sending.get(connectionId) ?? 0) + (this.#queued.get(connectionId)?.rows.length ?? 0);
-        // Hold up to two rounds of a destination's work: one on the wire, one ready for the slots
-        // that free up. Claim in batches of at least half a round (a claim is a write; one per
-        // delivery would cost more than the delivery); an idle destination claims at once.
-        const want = Math.min(room, config.claimBatch, 2 * connection.maxConcurrency - held, connection.rateBudget(Date.now()));
-        if (want <= 0 || (held > 0 && want < Math.max(1, Math.floor(connection.maxConcurrency / 2)))) continue;
+        const held = this.#sending.get(connectionId) ?? 0;
+        // Hold up to three rounds of a destination's work: one on the wire, two waiting in the
+        // sender for the slots that free up. Claim in batches of at least a round (a claim is a
+        // write, whose fixed cost is several deliveries' worth); an idle destination claims at once.
+        const want = Math.min(room, config.claimBatch, 3 * connection.maxConcurrency - held, connection.rateBudget(Date.now()));
+        if (want <= 0 || (held > 0 && want < connection.maxConcurrency)) continue;
         const claimed = await claimDeliveries(this.deps.store, connectionId, want, this.worker, Date.now(), config.leaseMs);
         if (claimed.length < want) this.#hot.delete(connectionId);
         connection.spend(claimed.length, Date.now());
-        for (const delivery of claimed) this.#leased.add(delivery.id);
-        const queue = this.#queued.get(connectionId) ?? { connection, rows: [] };
-        queue.rows.push(...claimed);
-        this.#queuedTotal += claimed.length;
-        this.#queued.set(connectionId, queue);
-        this.#pump(connectionId);
+        for (const delivery of claimed) {
+          this.#leased.add(delivery.id);
+          this.#launch(connection, delivery);
+        }
       }
     } catch (err) {
       log.error({ err }, 'dispatcher round failed; retrying at the next poll');
     }
-  }
-
-  /** Sends queued deliveries of a destination while it has free slots. */
-  #pump(connectionId: number): void {
-    const queue = this.#queued.get(connectionId);
-    if (!queue) return;
-    const { connection, rows } = queue;
-    while (rows.length > 0 && (this.#sending.get(connectionId) ?? 0) < connection.maxConcurrency) {
-      this.#queuedTotal--;
-      this.#launch(connection, rows.shift()!);
-    }
-    if (rows.length === 0) this.#queued.delete(connectionId);
   }
 
   #release(ids: number[]): void {
@@ -146,75 +129,69 @@ export class Dispatcher {
     releaseLeases(this.deps.store, this.worker, ids).catch((err) => this.deps.log.error({ err }, 'giving back leases failed; they expire on their own'));
   }
 
-  /** Gives back the queued, unsent deliveries of a destination that must not be sent to now. */
-  #dropQueue(connectionId: number): void {
-    const queue = this.#queued.get(connectionId);
-    if (!queue) return;
-    this.#queued.delete(connectionId);
-    this.#queuedTotal -= queue.rows.length;
-    this.#release(queue.rows.map((d) => d.id));
-  }
-
   #launch(connection: LiveConnection, delivery: ClaimedDelivery): void {
     this.#sendingTotal++;
     this.#sending.set(connection.id, (this.#sending.get(connection.id) ?? 0) + 1);
-    const done = () => {
+    void this.#attempt(connection, delivery).then((completion) => {
       this.#sendingTotal--;
       const n = (this.#sending.get(connection.id) ?? 1) - 1;
       if (n > 0) this.#sending.set(connection.id, n);
       else this.#sending.delete(connection.id);
-    };
-    void this.#renewIfShort(connection, delivery).then(async (held) => {
-      if (!held) {
-        // The lease ran out while it waited in the queue and another worker has it now.
-        done();
-        this.#leased.delete(delivery.id);
-        return;
-      }
-      const completion = await this.#attempt(connection, delivery);
-      done();
-      this.#unrecorded++;
-      this.#completions.push(completion);
-      this.#scheduleFlush();
-      const { verdict } = completion;
-      if ((verdict.kind === 'retry' && verdict.throttleMs) || (verdict.kind === 'fail' && verdict.disableDestination)) {
-        // The receiver asked to be left alone (429/503) or is gone (410): hold the rest back.
-        this.#hot.delete(connection.id);
-        this.deps.connections.forget(connection.id);
-        this.#dropQueue(connection.id);
-      } else {
-        this.#pump(connection.id);
-        // Running low: claim the next round.
-        if ((this.#queued.get(connection.id)?.rows.length ?? 0) < connection.maxConcurrency / 2) this.#hot.add(connection.id);
-        this.wake();
-      }
+      if (completion === 'withdrawn') this.#release([delivery.id]);
+      else if (completion === 'lost') this.#leased.delete(delivery.id);
+      else this.#record(connection, completion);
+      if (!this.#running) this.#flush();
     });
   }
 
-  /**
-   * The lease (until next_attempt_at) must outlast the request, or another worker could claim the
-   * delivery mid-send; one that waited in the queue behind a slow receiver is renewed first.
-   */
-  async #renewIfShort(connection: LiveConnection, delivery: ClaimedDelivery): Promise<boolean> {
-    const timeoutMs = Math.min(connection.timeoutMs, this.deps.config.maxTimeoutMs);
-    if (delivery.next_attempt_at - Date.now() >= timeoutMs) return true;
-    const until = await renewLease(this.deps.store, this.worker, delivery.id, delivery.next_attempt_at, Date.now(), this.deps.config.leaseMs).catch(() => undefined);
-    if (until === undefined) return false;
-    delivery.next_attempt_at = until;
-    return true;
+  #record(connection: LiveConnection, completion: Completion): void {
+    this.#unrecorded++;
+    this.#completions.push(completion);
+    this.#scheduleFlush();
+    const { verdict } = completion;
+    if ((verdict.kind === 'retry' && verdict.throttleMs) || (verdict.kind === 'fail' && verdict.disableDestination)) {
+      // The receiver asked to be left alone (429/503) or is gone (410): hold the rest back.
+      this.#hot.delete(connection.id);
+      this.deps.connections.forget(connection.id);
+      this.deps.sender.withdraw(connection.id);
+    } else if ((this.#sending.get(connection.id) ?? 0) < 2 * connection.maxConcurrency) {
+      // Running low: claim the next round.
+      this.#hot.add(connection.id);
+      this.wake();
+    }
   }
 
-  async #attempt(connection: LiveConnection, delivery: ClaimedDelivery): Promise<Completion> {
-    const startedAt = Date.now();
+  /**
+   * Sends one attempt and judges it. The lease (until next_attempt_at) must outlast the request,
+   * or another worker could claim the delivery mid-send: one that waited in the sender behind a
+   * slow receiver comes back unsent, has its lease renewed (only by the claim that holds it) and
+   * goes again; 'lost' when the lease ran out and another worker has it now.
+   */
+  async #attempt(connection: LiveConnection, delivery: ClaimedDelivery, opts = { queue: true }): Promise<Completion | 'withdrawn' | 'lost'> {
     const policy = isPolicyName(delivery.policy) ? this.#policies[delivery.policy]! : this.#policies.standard!;
-    let result: AttemptResult;
-    try {
-      result = await this.deps.sender.send(buildRequest(connection, delivery, startedAt, this.deps.config.maxTimeoutMs));
-    } catch (err) {
-      result = { body: '', truncated: false, error: { kind: 'network', message: (err as Error).message }, durationMs: Date.now() - startedAt };
+    for (;;) {
+      const askedAt = Date.now();
+      let result: AttemptResult;
+      try {
+        const request = buildRequest(connection, delivery, this.deps.config.maxTimeoutMs);
+        // A connection test goes out at once, not behind the destination's queue.
+        if (!opts.queue) delete request.destination;
+        const outcome = await this.deps.sender.send(request);
+        if ('unsent' in outcome) {
+          if (outcome.unsent === 'withdrawn') return 'withdrawn';
+          const until = await renewLease(this.deps.store, this.worker, delivery.id, delivery.next_attempt_at, Date.now(), this.deps.config.leaseMs).catch(() => undefined);
+          if (until === undefined) return 'lost';
+          delivery.next_attempt_at = until;
+          continue;
+        }
+        result = outcome;
+      } catch (err) {
+        result = { body: '', truncated: false, error: { kind: 'network', message: (err as Error).message }, durationMs: Date.now() - askedAt };
+      }
+      const verdict = classify(policy, result, Date.now(), this.deps.config.throttleMs);
+      const startedAt = result.startedAt ?? askedAt;
+      return { delivery, connection, policy, result, verdict, startedAt, nextAttemptAt: this.#nextAttempt(policy, delivery, verdict) };
     }
-    const verdict = classify(policy, result, Date.now(), this.deps.config.throttleMs);
-    return { delivery, connection, policy, result, verdict, startedAt, nextAttemptAt: this.#nextAttempt(policy, delivery, verdict) };
   }
 
   /** When to try again, or undefined when this attempt is the last. */
@@ -278,19 +255,19 @@ export class Dispatcher {
       await cancelDelivery(this.deps.store, this.worker, delivery.id, 'the connection could not be sent to when asked');
       return undefined;
     }
-    const completion = await this.#attempt(connection, delivery);
+    const completion = await this.#attempt(connection, delivery, { queue: false });
+    if (typeof completion === 'string') return undefined;
     await finishAttempts(this.deps, this.worker, [completion]);
     return completion;
   }
 
-  /** Stops claiming, lets attempts in flight finish and be recorded, gives back what is left. */
+  /** Stops claiming, lets attempts on the wire finish and be recorded, gives back what is left. */
   async stop(): Promise<void> {
     this.#running = false;
     clearTimeout(this.#timer);
     while (this.#looping) await new Promise((r) => setTimeout(r, 5));
-    // Queued deliveries were never sent: their leases are given back below with the rest.
-    this.#queued.clear();
-    this.#queuedTotal = 0;
+    // Requests still waiting for a slot were never sent: they come back and their leases are given back.
+    for (const connectionId of this.#sending.keys()) this.deps.sender.withdraw(connectionId);
     if (this.#sendingTotal > 0 || this.#unrecorded > 0 || this.#flushes > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
     await releaseLeases(this.deps.store, this.worker, [...this.#leased]);
   }

@@ -5,10 +5,11 @@ import type { Store } from '../store/database.js';
 import { queueStats } from '../store/outbox-repo.js';
 import { ConnectionDirectory } from './connections.js';
 import { Dispatcher } from './dispatcher.js';
-import { HttpSender } from './http-sender.js';
+import { HttpSender, type Sender } from './http-sender.js';
 import { NetworkGuard } from './network-guard.js';
 import { OwnerRegistry } from './owners.js';
 import type { SecretBox } from './secret-box.js';
+import { ThreadedSender } from './threaded-sender.js';
 import { openSecretBox } from './secret-key.js';
 
 /** Everything that sends: shared by `serve` (with the API) and `worker` (without). */
@@ -22,11 +23,13 @@ export interface DeliveryEngine {
 }
 
 export async function createDeliveryEngine(config: Config, store: Store, metrics: Metrics, log: Logger): Promise<DeliveryEngine> {
-  const guard = new NetworkGuard({ allowHttp: config.delivery.allowHttp, allowedNetworks: config.delivery.allowedNetworks });
+  const policy = { allowHttp: config.delivery.allowHttp, allowedNetworks: config.delivery.allowedNetworks };
+  const guard = new NetworkGuard(policy);
   const box = await openSecretBox(config, store);
   const connections = new ConnectionDirectory(store, box, Math.min(1000, config.delivery.pollIntervalMs));
   const owners = new OwnerRegistry();
-  const sender = new HttpSender(guard, config.delivery);
+  const limits = { maxResponseBytes: config.delivery.maxResponseBytes };
+  const sender: Sender = config.delivery.senderThread ? new ThreadedSender({ policy, limits }, log) : new HttpSender(guard, limits);
   // PostgreSQL commits wait on the disk: record several batches at once, leaving the pool room.
   const recorders = store.dialect === 'postgres' ? Math.max(1, Math.floor(config.postgres.poolSize / 2)) : 1;
   const dispatcher = new Dispatcher({ store, sender, connections, owners, config: config.delivery, metrics, log, recorders });

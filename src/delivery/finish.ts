@@ -2,7 +2,7 @@ import type { DeliveryConfig } from '../config.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
-import { recordOutcomes, type ClaimedDelivery } from '../store/outbox-repo.js';
+import { recordAttempts, type ClaimedDelivery } from '../store/outbox-repo.js';
 import type { AttemptResult, Verdict } from './classify.js';
 import type { LiveConnection } from './connections.js';
 import type { DeliveryOutcome, OwnerRegistry } from './owners.js';
@@ -56,26 +56,22 @@ export async function finishAttempts(
   const now = Date.now();
   const finished: DeliveryOutcome['outcome'][] = [];
   await store.db.transaction().execute(async (trx) => {
-    await trx
-      .insertInto('delivery_attempts')
-      .values(
-        batch.map((c) => ({
-          delivery_id: c.delivery.id,
-          attempt: c.delivery.attempts + 1,
-          worker,
-          started_at: c.startedAt,
-          duration_ms: c.result.durationMs,
-          status: c.result.status ?? null,
-          response_headers: c.result.headers ? storable(JSON.stringify(c.result.headers)) : null,
-          response_body: c.result.status === undefined ? null : storable(c.result.body, config.storedResponseBytes),
-          error: c.result.error ? storable(`${c.result.error.kind}: ${c.result.error.message}`, 2048) : null,
-          outcome: outcomeOf(c),
-        })),
-      )
-      .execute();
-    const changed = await recordOutcomes(
+    const changed = await recordAttempts(
+      store,
       trx,
       worker,
+      batch.map((c) => ({
+        delivery_id: c.delivery.id,
+        attempt: c.delivery.attempts + 1,
+        worker,
+        started_at: c.startedAt,
+        duration_ms: c.result.durationMs,
+        status: c.result.status ?? null,
+        response_headers: c.result.headers ? storable(JSON.stringify(c.result.headers)) : null,
+        response_body: c.result.status === undefined ? null : storable(c.result.body, config.storedResponseBytes),
+        error: c.result.error ? storable(`${c.result.error.kind}: ${c.result.error.message}`, 2048) : null,
+        outcome: outcomeOf(c),
+      })),
       batch.map((c) => {
         const outcome = outcomeOf(c);
         const ended = outcome !== 'retry';

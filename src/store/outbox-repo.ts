@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Selectable, type Transaction, type Updateable } from 'kysely';
 import type { Store } from './database.js';
-import type { Database, DeliveriesTable } from './schema.js';
+import type { Database, DeliveriesTable, DeliveryAttemptsTable } from './schema.js';
+import { sqliteOutbox } from './sqlite-outbox.js';
 
 export type DeliveryRow = Selectable<DeliveriesTable>;
 
@@ -89,6 +90,10 @@ export async function dueConnections(store: Store, now: number): Promise<number[
  * the update atomic.
  */
 export async function claimDeliveries(store: Store, connectionId: number, limit: number, worker: string, now: number, leaseMs: number): Promise<ClaimedDelivery[]> {
+  if (store.dialect === 'sqlite') {
+    const { raw } = store;
+    return store.db.connection().execute(async () => sqliteOutbox(raw, CLAIMED).claim(connectionId, limit, worker, now, leaseMs));
+  }
   const due = store.db
     .selectFrom('deliveries')
     .select('id')
@@ -160,16 +165,23 @@ export interface AttemptOutcomeRow {
   completedAt: number | null;
 }
 
+/** One row of the attempt log; the reply's headers already as JSON text. */
+export type AttemptRow = Omit<Selectable<DeliveryAttemptsTable>, 'id' | 'response_headers'> & { response_headers: string | null };
+
 /**
- * Writes a batch of attempt outcomes in one statement, each only while `worker` still holds the
- * delivery's lease; answers the ids it changed. (A CTE of VALUES, as both dialects take it.)
+ * Records a batch of attempts inside the caller's transaction `trx`: the attempt log rows, and each
+ * delivery's new state, written only while `worker` still holds its lease. Answers the ids changed.
  */
-export async function recordOutcomes(db: Db, worker: string, rows: AttemptOutcomeRow[], now: number): Promise<Set<number>> {
-  if (rows.length === 0) return new Set();
+export async function recordAttempts(store: Store, trx: Transaction<Database>, worker: string, attempts: AttemptRow[], outcomes: AttemptOutcomeRow[], now: number): Promise<Set<number>> {
+  // The transaction holds SQLite's one connection: the prepared statements run inside it.
+  if (store.dialect === 'sqlite') return sqliteOutbox(store.raw, CLAIMED).record(worker, attempts, outcomes, now);
+  if (attempts.length > 0) await trx.insertInto('delivery_attempts').values(attempts).execute();
+  if (outcomes.length === 0) return new Set();
+  // One statement for the batch: a CTE of VALUES.
   const int = (v: number | null) => sql`cast(${v} as bigint)`;
   const text = (v: string | null) => sql`cast(${v} as text)`;
   const values = sql.join(
-    rows.map(
+    outcomes.map(
       (r) =>
         sql`(${sql.join([int(r.id), int(r.attempts), int(r.roundAttempts), int(r.startedAt), text(r.state), text(r.outcome), int(r.nextAttemptAt), int(r.lastStatus), text(r.lastError), int(r.completedAt)])})`,
     ),
@@ -184,7 +196,7 @@ export async function recordOutcomes(db: Db, worker: string, rows: AttemptOutcom
       last_status = v.last_status, last_error = v.last_error, updated_at = ${now}, completed_at = v.completed_at
     from v
     where deliveries.id = v.id and deliveries.lease_owner = ${worker} and deliveries.state = ${PENDING}
-    returning deliveries.id`.execute(db);
+    returning deliveries.id`.execute(trx);
   return new Set(result.rows.map((r) => Number(r.id)));
 }
 

@@ -35,8 +35,6 @@ export interface Receiver {
   received: Received[];
   /** Requests currently open (reply not finished, connection not closed). */
   readonly open: number;
-  /** The most requests that were open at once. */
-  readonly maxOpen: number;
   close(): Promise<void>;
 }
 
@@ -46,12 +44,10 @@ const defaultAnswer = (): Reply => ({ status: 200, body: '{"ok":true}' });
 export async function startReceiver(answer: (req: Received) => Reply | Promise<Reply> = defaultAnswer): Promise<Receiver> {
   const received: Received[] = [];
   let open = 0;
-  let maxOpen = 0;
   const timers = new Set<NodeJS.Timeout>();
 
   const server = http.createServer((req, res) => {
     open++;
-    maxOpen = Math.max(maxOpen, open);
     let counted = true;
     const done = () => {
       if (counted) open--;
@@ -129,9 +125,6 @@ export async function startReceiver(answer: (req: Received) => Reply | Promise<R
     received,
     get open() {
       return open;
-    },
-    get maxOpen() {
-      return maxOpen;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -13,6 +13,17 @@ import { startTestService, type TestService } from '../helpers/service.js';
 const STANDARD_SCHEDULE = [0, 20, 40, 60];
 const COHORT_SYNC_SCHEDULE = [0, 10, 20, 40, 80, 160];
 const HANG_TIMEOUT_MS = 300;
+
+/** The most requests that arrived within any `windowMs`. */
+function mostArrivalsWithin(received: { at: number }[], windowMs: number): number {
+  const times = received.map((r) => r.at).sort((a, b) => a - b);
+  let most = 0;
+  for (let i = 0, j = 0; i < times.length; i++) {
+    while (times[i]! - times[j]! >= windowMs) j++;
+    most = Math.max(most, i - j + 1);
+  }
+  return most;
+}
 const BODY = '{"hello":1}';
 
 interface Attempt {
@@ -402,13 +413,16 @@ describe('delivery fault matrix', () => {
     const stuckAttempts = stuckNow.reduce((n, d) => n + d.attempts, 0);
     expect(stuckAttempts).toBeLessThan(40);
     expect(stuckNow.every((d) => d.state === 'pending')).toBe(true);
-    // …and it never had more than its max_concurrency requests open.
-    expect(hanging.maxOpen).toBeLessThanOrEqual(2);
+    // …and it never had more than its max_concurrency requests open. Each hangs until the
+    // timeout, so more than two arriving within less than a timeout would be more than two open.
+    // (The receiver's own open count can briefly read one more per slot: a timed-out request's
+    // close and its successor may reach it in the same turn of its event loop, in either order.)
+    expect(mostArrivalsWithin(hanging.received, HANG_TIMEOUT_MS * 0.8)).toBeLessThanOrEqual(2);
     expect(hanging.received.length).toBeGreaterThan(0);
 
     // Stop the rest of the hanging work: deleting the connection cancels what still waits.
     expect((await svc.api(`/api/v1/connections/${stuck.id}`, { method: 'DELETE' })).status).toBe(204);
     await waitFor('in-flight hanging attempts to end', () => (hanging.open === 0 ? true : undefined), 5000);
-    expect(hanging.maxOpen).toBeLessThanOrEqual(2);
+    expect(mostArrivalsWithin(hanging.received, HANG_TIMEOUT_MS * 0.8)).toBeLessThanOrEqual(2);
   });
 });
