@@ -53,7 +53,7 @@ interface Target {
 }
 
 /**
- * The one place that sends webhooks. Keep-alive pools per origin (undici's Agent), every address
+ * The one place that sends webhooks. Keep-alive pools (an undici Agent per destination), every address
  * checked by the network guard as it is connected to, redirects never followed, replies read up to
  * a cap and then cut off, and one deadline for the whole exchange.
  *
@@ -61,7 +61,8 @@ interface Target {
  * (measured: a third of the CPU per request), which is most of a delivery's cost on the wire.
  */
 export class HttpSender implements Sender {
-  readonly #agent: Agent;
+  /** Connection pools of their own per destination: one that hangs never holds sockets another would pick from. */
+  readonly #agents = new Map<number | undefined, Agent>();
   readonly #targets = new Map<string, Target>();
   readonly #gates = new Map<number, Gate>();
 
@@ -69,7 +70,6 @@ export class HttpSender implements Sender {
     private readonly guard: NetworkGuard,
     private readonly limits: { maxResponseBytes: number },
   ) {
-    this.#agent = new Agent({ connect: guard.connectOptions(), keepAliveTimeout: 30_000, pipelining: 1 });
   }
 
   send(req: OutboundRequest): Promise<SendOutcome> {
@@ -112,7 +112,7 @@ export class HttpSender implements Sender {
     }
     const exchange = new Exchange(req.timeoutMs, this.limits.maxResponseBytes, finish);
     try {
-      this.#agent.dispatch(
+      this.#agent(req.destination?.id).dispatch(
         // undici's own timers are coarse (they can fire hundreds of ms early): the exchange's
         // deadline, a native timer, is the one timeout.
         { origin: target.origin, path: target.path, method: 'POST', headers, body: req.body, headersTimeout: 0, bodyTimeout: 0 },
@@ -141,8 +141,19 @@ export class HttpSender implements Sender {
     return target;
   }
 
-  close(): Promise<void> {
-    return this.#agent.close();
+  #agent(destinationId: number | undefined): Agent {
+    let agent = this.#agents.get(destinationId);
+    if (!agent) {
+      agent = new Agent({ connect: this.guard.connectOptions(), keepAliveTimeout: 30_000, pipelining: 1 });
+      this.#agents.set(destinationId, agent);
+    }
+    return agent;
+  }
+
+  async close(): Promise<void> {
+    const agents = [...this.#agents.values()];
+    this.#agents.clear();
+    await Promise.all(agents.map((a) => a.close()));
   }
 }
 
