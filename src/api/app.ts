@@ -12,6 +12,8 @@ import { pingStore, type Store } from '../store/database.js';
 import { requireProjectSecret } from './auth.js';
 import { ApiError, installApiErrorHandler } from './errors.js';
 import { ingestRoutes } from './ingest-routes.js';
+import { CohortAdmin } from '../cohorts/cohort-admin.js';
+import { cohortRoutes } from './management/cohorts.js';
 import { connectionRoutes } from './management/connections.js';
 import { deliveryRoutes } from './management/deliveries.js';
 import { eventRoutes } from './management/events.js';
@@ -105,6 +107,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await api.register(eventRoutes, paging);
       await api.register(connectionRoutes, { ...config.api, admin: new ConnectionAdmin(ctx.store, ctx.delivery, config.delivery) });
       await api.register(deliveryRoutes, { ...paging, dispatcher: ctx.delivery.dispatcher });
+      await api.register(cohortRoutes, { ...config.api, admin: new CohortAdmin(ctx.store) });
     },
     { prefix: '/api/v1' },
   );

@@ -1,15 +1,9 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 
+import { ActionableError } from '../errors.js';
+
 /** An error a client can act on: `{"error": {"code", "message"}}` with its HTTP status. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export class ApiError extends ActionableError {}
 
 export const errorSchema = {
   type: 'object',
@@ -25,8 +19,9 @@ export const errorSchema = {
 
 /** Management API errors in one shape; schema validation failures name the offending field. */
 export function installApiErrorHandler(app: FastifyInstance) {
-  app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
-    if (err instanceof ApiError) {
+  app.setErrorHandler((err: FastifyError | ActionableError, request, reply) => {
+    // Domain refusals (ActionableError) and API ones (ApiError) alike.
+    if (err instanceof ActionableError) {
       return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
     }
     if (err.validation) {

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
+import fs from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
+import { CohortAdmin } from '../cohorts/cohort-admin.js';
 import { loadConfig, type ConfigOverrides } from '../config.js';
 import { createProject, listProjects } from '../projects/projects.js';
 import { startService, startWorker } from '../service.js';
@@ -105,6 +107,65 @@ withStorage(project.command('list').description('list projects').option('--json'
     else for (const p of projects) console.log(`${p.id}\t${p.name}\t${p.token}`);
   },
 );
+
+function projectId(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('a project id is a positive whole number');
+  return n;
+}
+
+/** The project named by --project, or the only one there is. */
+async function pickProject(store: Store, id: number | undefined): Promise<number> {
+  const projects = await listProjects(store);
+  if (id !== undefined) {
+    if (!projects.some((p) => p.id === id)) throw new Error(`no project ${id}; \`cohortcast project list\` shows them`);
+    return id;
+  }
+  if (projects.length === 1) return projects[0]!.id;
+  throw new Error(projects.length === 0 ? 'no project yet: `cohortcast project create --name NAME` makes one' : `${projects.length} projects: say which with --project ID`);
+}
+
+const cohort = program.command('cohort').description('manage cohorts');
+withStorage(
+  cohort
+    .command('create')
+    .description('create a cohort from a JSON file: {"name","description","definition"}, or a bare definition with --name')
+    .requiredOption('--file <file>', 'JSON file ("-" reads standard input)')
+    .option('--name <name>', 'cohort name (overrides the file)')
+    .option('--description <text>', 'cohort description (overrides the file)')
+    .option('--project <id>', 'project id (may be left out when there is only one)', projectId)
+    .option('--json', 'print the cohort as JSON'),
+).action(async (flags: StorageFlags & { file: string; name?: string; description?: string; project?: number; json?: boolean }) => {
+  const text = fs.readFileSync(flags.file === '-' ? 0 : flags.file, 'utf8');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${flags.file} is not valid JSON: ${(err as Error).message}`);
+  }
+  const whole = typeof parsed === 'object' && parsed !== null && 'definition' in parsed;
+  const input = whole ? (parsed as Record<string, unknown>) : { definition: parsed };
+  const created = await withStore(flags, async (store) =>
+    new CohortAdmin(store).create(await pickProject(store, flags.project), {
+      ...input,
+      ...(flags.name !== undefined ? { name: flags.name } : {}),
+      ...(flags.description !== undefined ? { description: flags.description } : {}),
+    }),
+  );
+  if (flags.json) console.log(JSON.stringify({ id: created.id, name: created.name, description: created.description, definition: created.definition }));
+  else console.log(`cohort ${created.id} "${created.name}" created in project ${created.projectId}`);
+});
+withStorage(
+  cohort
+    .command('list')
+    .description('list the cohorts of a project')
+    .option('--project <id>', 'project id (may be left out when there is only one)', projectId)
+    .option('--json', 'print JSON'),
+).action(async (flags: StorageFlags & { project?: number; json?: boolean }) => {
+  const cohorts = await withStore(flags, async (store) => new CohortAdmin(store).list(await pickProject(store, flags.project), undefined, 10_000));
+  if (flags.json) console.log(JSON.stringify(cohorts.map((c) => ({ id: c.id, name: c.name, description: c.description, definition: c.definition }))));
+  else for (const c of cohorts) console.log(`${c.id}\t${c.name}`);
+});
 
 program.parseAsync().catch((err: unknown) => {
   console.error(`cohortcast: ${err instanceof Error ? err.message : String(err)}`);

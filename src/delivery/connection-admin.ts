@@ -11,6 +11,7 @@ import { readJson } from '../store/schema.js';
 import type { DeliveryEngine } from './engine.js';
 import { enqueue } from './outbox.js';
 import { generateEd25519KeyPair, generateSigningSecret } from './signing.js';
+import { ActionableError } from '../errors.js';
 
 /** What a client may set on a destination (POST and PATCH). */
 export interface ConnectionInput {
@@ -28,15 +29,7 @@ export interface ConnectionInput {
 }
 
 /** A refusal the API turns into a 4xx. */
-export class ConnectionError extends Error {
-  constructor(
-    readonly status: 400 | 404 | 409,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export class ConnectionError extends ActionableError {}
 
 /** Headers the engine sets itself; a destination may not override them. */
 const RESERVED_HEADERS = new Set(['host', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'webhook-id', 'webhook-timestamp', 'webhook-signature']);

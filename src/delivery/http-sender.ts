@@ -172,7 +172,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   #size = 0;
 
   constructor(
-    private readonly timeoutMs: number,
+    timeoutMs: number,
     private readonly maxBytes: number,
     private readonly resolve: (outcome: SendOutcome) => void,
   ) {

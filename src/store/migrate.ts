@@ -2,12 +2,14 @@ import { Migrator, sql, type Kysely, type Migration, type MigrationResultSet } f
 import type { Store } from './database.js';
 import { foundation } from './migrations/001_foundation.js';
 import { delivery } from './migrations/002_delivery.js';
+import { cohorts } from './migrations/003_cohorts.js';
 
 /** Ordered by name; never edit a migration that has shipped, add the next one. */
 function migrations(store: Store): Record<string, Migration> {
   return {
     '001_foundation': foundation(store.dialect),
     '002_delivery': delivery(store.dialect),
+    '003_cohorts': cohorts(store.dialect),
   };
 }
 

@@ -137,6 +137,17 @@ export interface DeliveryAttemptsTable {
   outcome: string;
 }
 
+export interface CohortsTable {
+  id: Generated<number>;
+  project_id: number;
+  name: string;
+  description: string;
+  /** cohorts/definition.ts Definition, as JSON. */
+  definition: Json;
+  created_at: number;
+  updated_at: number;
+}
+
 export interface SettingsTable {
   name: string;
   value: string;
@@ -153,6 +164,7 @@ export interface Database {
   connections: ConnectionsTable;
   deliveries: DeliveriesTable;
   delivery_attempts: DeliveryAttemptsTable;
+  cohorts: CohortsTable;
 }
 
 /** JSON columns come back as text from SQLite and already parsed from PostgreSQL. */

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { ConnectionAdmin, ConnectionError } from '../../delivery/connection-admin.js';
+import { ConnectionAdmin } from '../../delivery/connection-admin.js';
 import { listConnections, requeueFailed } from '../../store/connections-repo.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
-import { ApiError, errorSchema } from '../errors.js';
+import { errorSchema } from '../errors.js';
 import { idParams, isIdCursor, pageLimit } from './paging.js';
 import { timeParam } from './time-param.js';
 
@@ -61,14 +61,6 @@ const tags = ['Connections'];
 export async function connectionRoutes(app: FastifyInstance, opts: { admin: ConnectionAdmin; defaultPageSize: number; maxPageSize: number }) {
   const { admin } = opts;
   const store = admin.store;
-  const run = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof ConnectionError) throw new ApiError(err.status, err.code, err.message);
-      throw err;
-    }
-  };
 
   app.post(
     '/connections',
@@ -82,7 +74,7 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
     },
     async (request, reply) => {
       const body = request.body as Parameters<ConnectionAdmin['create']>[1];
-      return reply.code(201).send(await run(() => admin.create(request.project.id, body)));
+      return reply.code(201).send(await admin.create(request.project.id, body));
     },
   );
 
@@ -114,7 +106,7 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
     { schema: { tags, summary: 'One destination', params: idParams, response: { 200: connectionSchema, ...errors } } },
     async (request) => {
       const { id } = request.params as { id: number };
-      return admin.present(await run(() => admin.get(request.project.id, id)));
+      return admin.present(await admin.get(request.project.id, id));
     },
   );
 
@@ -131,7 +123,7 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
     },
     async (request) => {
       const { id } = request.params as { id: number };
-      return run(() => admin.update(request.project.id, id, request.body as Parameters<ConnectionAdmin['update']>[2]));
+      return admin.update(request.project.id, id, request.body as Parameters<ConnectionAdmin['update']>[2]);
     },
   );
 
@@ -140,7 +132,7 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
     { schema: { tags, summary: 'Delete a destination; deliveries still waiting for it are cancelled', params: idParams, response: { 204: { type: 'null' }, ...errors } } },
     async (request, reply) => {
       const { id } = request.params as { id: number };
-      await run(() => admin.remove(request.project.id, id));
+      await admin.remove(request.project.id, id);
       return reply.code(204).send();
     },
   );
@@ -159,7 +151,7 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
     async (request) => {
       const { id } = request.params as { id: number };
       const body = (request.body ?? {}) as { grace_ms?: number };
-      return run(() => admin.rotateSecret(request.project.id, id, body.grace_ms));
+      return admin.rotateSecret(request.project.id, id, body.grace_ms);
     },
   );
 
@@ -189,7 +181,7 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
     },
     async (request) => {
       const { id } = request.params as { id: number };
-      return run(() => admin.test(request.project.id, id));
+      return admin.test(request.project.id, id);
     },
   );
 
@@ -212,7 +204,7 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
     async (request) => {
       const { id } = request.params as { id: number };
       const body = request.body as { since: string; until?: string };
-      await run(() => admin.get(request.project.id, id));
+      await admin.get(request.project.id, id);
       const now = Date.now();
       const requeued = await requeueFailed(store, id, timeParam('since', body.since)!, timeParam('until', body.until) ?? now, now);
       admin.wake();

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Store } from '../../store/database.js';
 import { listEvents } from '../../store/events-repo.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
-import { ApiError, errorSchema } from '../errors.js';
+import { errorSchema } from '../errors.js';
 import { pageLimit } from './paging.js';
 import { timeParam } from './time-param.js';
 

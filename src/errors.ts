@@ -1,0 +1,13 @@
+/**
+ * A refusal a caller can act on: an HTTP status, a stable code and a message that says what to do.
+ * Domain modules throw it; the API answers it as `{"error": {"code", "message"}}`, the CLI prints it.
+ */
+export class ActionableError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
