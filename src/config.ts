@@ -32,6 +32,19 @@ export interface Config {
   /** Server-side timeouts: a client that stalls mid-request is cut off. */
   http: { requestTimeoutMs: number; keepAliveTimeoutMs: number };
   delivery: DeliveryConfig;
+  sync: SyncConfig;
+}
+
+/** Cohort syncs (seed 002): Mixpanel's numbers by default. */
+export interface SyncConfig {
+  /** Members per cohort-sync request (Mixpanel: 1000). */
+  pageSize: number;
+  /** A successful run's snapshot is the base of diffs this long (Mixpanel: 3 days); then a full sync again. */
+  snapshotTtlMs: number;
+  /** interval_minutes of a sync that gives none (Mixpanel: 30). */
+  defaultIntervalMinutes: number;
+  /** How often the scheduler looks for syncs that are due. */
+  schedulerIntervalMs: number;
 }
 
 /** Outbound webhooks: safety, dispatcher pacing, retry schedules. */
@@ -186,6 +199,12 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
       keepAliveTimeoutMs: intFromEnv(env, 'COHORTCAST_HTTP_KEEP_ALIVE_TIMEOUT_MS', 72000),
     },
     delivery: deliveryConfig(env),
+    sync: {
+      pageSize: intFromEnv(env, 'COHORTCAST_SYNC_PAGE_SIZE', 1000, 1),
+      snapshotTtlMs: intFromEnv(env, 'COHORTCAST_SYNC_SNAPSHOT_TTL_MS', 3 * 24 * HOUR, 1),
+      defaultIntervalMinutes: intFromEnv(env, 'COHORTCAST_SYNC_DEFAULT_INTERVAL_MINUTES', 30, 1),
+      schedulerIntervalMs: intFromEnv(env, 'COHORTCAST_SYNC_SCHEDULER_INTERVAL_MS', 1000, 1),
+    },
   };
 }
 

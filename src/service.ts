@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from './api/app.js';
 import type { Config } from './config.js';
+import { CohortSyncs } from './cohorts/cohort-syncs.js';
 import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
 import { Ingestor } from './ingest/ingestor.js';
 import { createMetrics } from './observability/metrics.js';
@@ -13,6 +14,7 @@ export interface Service {
   app: FastifyInstance;
   store: Store;
   delivery: DeliveryEngine;
+  syncs: CohortSyncs;
   /** The base URL it listens on, e.g. http://127.0.0.1:8080. */
   url: string;
   close(): Promise<void>;
@@ -30,13 +32,15 @@ export async function startService(config: Config): Promise<Service> {
     const ingestor = new Ingestor(store, projects, config.ingest, metrics);
     const log = pino({ level: config.logLevel });
     delivery = await createDeliveryEngine(config, store, metrics, log);
-    app = await buildApp({ config, store, projects, ingestor, metrics, delivery });
+    const syncs = new CohortSyncs({ store, owners: delivery.owners, dispatcher: delivery.dispatcher, config: config.sync, log });
+    app = await buildApp({ config, store, projects, ingestor, metrics, delivery, syncs });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
     const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
     delivery.dispatcher.start();
+    syncs.start();
     app.log.info({ url, database: store.location }, 'cohortcast is serving');
     const server = app;
     const engine = delivery;
@@ -44,9 +48,11 @@ export async function startService(config: Config): Promise<Service> {
       app: server,
       store,
       delivery: engine,
+      syncs,
       url,
       async close() {
         await server.close();
+        await syncs.stop();
         await engine.close();
         await store.close();
       },
@@ -65,19 +71,22 @@ export interface Worker {
   close(): Promise<void>;
 }
 
-/** `cohortcast worker`: the delivery dispatcher without the HTTP API (the scheduler joins it with the surfaces that schedule work). */
+/** `cohortcast worker`: the cohort sync scheduler and the delivery dispatcher, without the HTTP API. */
 export async function startWorker(config: Config): Promise<Worker> {
   const store = openStore(config);
   try {
     await migrateToLatest(store);
     const log = pino({ level: config.logLevel });
     const delivery = await createDeliveryEngine(config, store, createMetrics(), log);
+    const syncs = new CohortSyncs({ store, owners: delivery.owners, dispatcher: delivery.dispatcher, config: config.sync, log });
     delivery.dispatcher.start();
+    syncs.start();
     log.info({ database: store.location, worker: delivery.dispatcher.worker }, 'cohortcast worker is running');
     return {
       store,
       delivery,
       async close() {
+        await syncs.stop();
         await delivery.close();
         await store.close();
       },

@@ -13,6 +13,8 @@ import { requireProjectSecret } from './auth.js';
 import { ApiError, installApiErrorHandler } from './errors.js';
 import { ingestRoutes } from './ingest-routes.js';
 import { CohortAdmin } from '../cohorts/cohort-admin.js';
+import type { CohortSyncs } from '../cohorts/cohort-syncs.js';
+import { cohortSyncRoutes } from './management/cohort-syncs.js';
 import { cohortRoutes } from './management/cohorts.js';
 import { connectionRoutes } from './management/connections.js';
 import { deliveryRoutes } from './management/deliveries.js';
@@ -37,6 +39,7 @@ export interface AppContext {
   ingestor: Ingestor;
   metrics: Metrics;
   delivery: DeliveryEngine;
+  syncs: CohortSyncs;
 }
 
 const VERSION = '0.1.0';
@@ -108,6 +111,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await api.register(connectionRoutes, { ...config.api, admin: new ConnectionAdmin(ctx.store, ctx.delivery, config.delivery) });
       await api.register(deliveryRoutes, { ...paging, dispatcher: ctx.delivery.dispatcher });
       await api.register(cohortRoutes, { ...config.api, admin: new CohortAdmin(ctx.store) });
+      await api.register(cohortSyncRoutes, { ...config.api, syncs: ctx.syncs });
     },
     { prefix: '/api/v1' },
   );

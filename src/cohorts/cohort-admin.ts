@@ -44,15 +44,17 @@ export class CohortAdmin {
   }
 
   async remove(projectId: number, id: number): Promise<void> {
-    const all = await cohortDefinitions(this.store, projectId);
+    const all = await cohortDefinitions(this.store.db, projectId);
     const users = [...all].filter(([other, d]) => other !== id && referencedCohorts(d).includes(id)).map(([other]) => other);
     if (users.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is used by cohort${users.length > 1 ? 's' : ''} ${users.join(', ')}; change or delete those first`);
+    const syncs = await this.store.db.selectFrom('cohort_syncs').select('id').where('project_id', '=', projectId).where('cohort_id', '=', id).execute();
+    if (syncs.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is synced by cohort sync${syncs.length > 1 ? 's' : ''} ${syncs.map((s) => s.id).join(', ')}; delete those first`);
     if (!(await deleteCohort(this.store, projectId, id))) throw notFound(id);
   }
 
   /** What evaluating the cohort now needs: its definition and those of every cohort it names. */
   async evaluation(projectId: number, id: number, now = Date.now()): Promise<Evaluation> {
-    const all = await cohortDefinitions(this.store, projectId);
+    const all = await cohortDefinitions(this.store.db, projectId);
     const definition = all.get(id);
     if (!definition) throw notFound(id);
     return { projectId, definition, cohorts: all, now };
@@ -91,7 +93,7 @@ export class CohortAdmin {
   async #checkReferences(projectId: number, self: number | undefined, definition: Definition): Promise<void> {
     const named = referencedCohorts(definition);
     if (named.length === 0) return;
-    const all = await cohortDefinitions(this.store, projectId);
+    const all = await cohortDefinitions(this.store.db, projectId);
     const missing = named.find((id) => !all.has(id));
     if (missing !== undefined) throw new CohortError(400, 'invalid_definition', `definition: names cohort ${missing}, which does not exist in this project`);
     if (self === undefined) return;

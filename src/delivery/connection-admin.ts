@@ -12,6 +12,7 @@ import type { DeliveryEngine } from './engine.js';
 import { enqueue } from './outbox.js';
 import { generateEd25519KeyPair, generateSigningSecret } from './signing.js';
 import { ActionableError } from '../errors.js';
+import { syncsUsingConnection } from '../store/cohort-sync-repo.js';
 
 /** What a client may set on a destination (POST and PATCH). */
 export interface ConnectionInput {
@@ -178,6 +179,8 @@ export class ConnectionAdmin {
   }
 
   async remove(projectId: number, id: number) {
+    const syncs = await syncsUsingConnection(this.store, id);
+    if (syncs.length > 0) throw new ConnectionError(409, 'connection_in_use', `connection ${id} is used by cohort sync${syncs.length > 1 ? 's' : ''} ${syncs.join(', ')}; delete those first`);
     if (!(await deleteConnection(this.store, projectId, id, Date.now()))) throw notFound(id);
     this.engine.connections.forget(id);
   }

@@ -225,6 +225,8 @@ export class Dispatcher {
     this.#completions = [];
     this.#flushes++;
     void finishAttempts(this.deps, this.worker, batch)
+      // An owner may have enqueued the next request (a cohort sync's next page): look for it now.
+      .then(({ ownersTold }) => ownersTold && this.wake(true))
       .catch(async () => {
         // One bad row must not undo the others: record them one by one.
         for (const c of batch) {

@@ -51,8 +51,9 @@ export async function finishAttempts(
   deps: { store: Store; owners: OwnerRegistry; config: DeliveryConfig; metrics: Metrics; log: Logger },
   worker: string,
   batch: Completion[],
-): Promise<void> {
+): Promise<{ ownersTold: boolean }> {
   const { store, owners, config, metrics } = deps;
+  let ownersTold = false;
   const now = Date.now();
   const finished: DeliveryOutcome['outcome'][] = [];
   await store.db.transaction().execute(async (trx) => {
@@ -118,6 +119,7 @@ export async function finishAttempts(
       finished.push(final);
       const owner = owners.get(c.delivery.owner_kind);
       if (owner) {
+        ownersTold = true;
         await owner.finished(trx, {
           delivery: c.delivery,
           state: final === 'delivered' ? 'succeeded' : 'failed',
@@ -142,4 +144,5 @@ export async function finishAttempts(
     if (c.verdict.kind === 'fail' && c.verdict.disableDestination) deps.log.warn({ ...where, reason: reasonOf(c) }, 'destination disabled');
     if (outcome === 'exhausted' || outcome === 'rejected') deps.log.warn({ ...where, outcome, reason: reasonOf(c) }, 'delivery failed for good');
   }
+  return { ownersTold };
 }

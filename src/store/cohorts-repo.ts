@@ -1,7 +1,8 @@
 import type { Definition } from '../cohorts/definition.js';
 import { compileDefinition } from './cohort-sql.js';
 import type { Store } from './database.js';
-import { readJson } from './schema.js';
+import type { Kysely, Transaction } from 'kysely';
+import { readJson, type Database } from './schema.js';
 
 export interface CohortRecord {
   id: number;
@@ -72,8 +73,8 @@ export async function deleteCohort(store: Store, projectId: number, id: number):
 }
 
 /** Every cohort of the project with its definition: reference checks walk this graph. */
-export async function cohortDefinitions(store: Store, projectId: number): Promise<Map<number, Definition>> {
-  const rows = await store.db.selectFrom('cohorts').select(['id', 'definition']).where('project_id', '=', projectId).execute();
+export async function cohortDefinitions(db: Kysely<Database> | Transaction<Database>, projectId: number): Promise<Map<number, Definition>> {
+  const rows = await db.selectFrom('cohorts').select(['id', 'definition']).where('project_id', '=', projectId).execute();
   return new Map(rows.map((r) => [r.id, readJson<Definition>(r.definition)]));
 }
 

@@ -3,6 +3,7 @@ import type { Store } from './database.js';
 import { foundation } from './migrations/001_foundation.js';
 import { delivery } from './migrations/002_delivery.js';
 import { cohorts } from './migrations/003_cohorts.js';
+import { cohortSyncs } from './migrations/004_cohort_syncs.js';
 
 /** Ordered by name; never edit a migration that has shipped, add the next one. */
 function migrations(store: Store): Record<string, Migration> {
@@ -10,6 +11,7 @@ function migrations(store: Store): Record<string, Migration> {
     '001_foundation': foundation(store.dialect),
     '002_delivery': delivery(store.dialect),
     '003_cohorts': cohorts(store.dialect),
+    '004_cohort_syncs': cohortSyncs(store.dialect),
   };
 }
 

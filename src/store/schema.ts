@@ -148,6 +148,56 @@ export interface CohortsTable {
   updated_at: number;
 }
 
+export interface CohortSyncsTable {
+  id: Generated<number>;
+  project_id: number;
+  cohort_id: number;
+  connection_id: number;
+  properties_to_export: Json;
+  interval_ms: number | null;
+  state: 'active' | 'paused' | 'done';
+  state_reason: string | null;
+  next_run_at: number | null;
+  base_run_id: number | null;
+  base_at: number | null;
+  current_run_id: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface SyncRunsTable {
+  id: Generated<number>;
+  sync_id: number;
+  session_id: string;
+  kind: 'full' | 'diff';
+  state: 'running' | 'succeeded' | 'failed' | 'paused' | 'abandoned';
+  base_run_id: number | null;
+  total_pages: number;
+  pages_acked: number;
+  members: number;
+  members_added: number;
+  members_removed: number;
+  error: string | null;
+  started_at: number;
+  finished_at: number | null;
+}
+
+export interface SyncSnapshotsTable {
+  run_id: number;
+  distinct_id: string;
+  member: Json;
+}
+
+export interface SyncPagesTable {
+  run_id: number;
+  page: number;
+  action: 'members' | 'add_members' | 'remove_members';
+  first_id: string | null;
+  next_first_id: string | null;
+  member_count: number;
+  state: 'pending' | 'sent' | 'acked';
+}
+
 export interface SettingsTable {
   name: string;
   value: string;
@@ -165,6 +215,10 @@ export interface Database {
   deliveries: DeliveriesTable;
   delivery_attempts: DeliveryAttemptsTable;
   cohorts: CohortsTable;
+  cohort_syncs: CohortSyncsTable;
+  sync_runs: SyncRunsTable;
+  sync_snapshots: SyncSnapshotsTable;
+  sync_pages: SyncPagesTable;
 }
 
 /** JSON columns come back as text from SQLite and already parsed from PostgreSQL. */

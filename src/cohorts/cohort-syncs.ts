@@ -1,0 +1,325 @@
+import crypto from 'node:crypto';
+import type { Selectable, Transaction } from 'kysely';
+import type { Logger } from 'pino';
+import type { SyncConfig } from '../config.js';
+import type { Dispatcher } from '../delivery/dispatcher.js';
+import { enqueue } from '../delivery/outbox.js';
+import type { DeliveryOutcome, DeliveryOwner, OwnerRegistry } from '../delivery/owners.js';
+import { ActionableError } from '../errors.js';
+import { compileDefinition } from '../store/cohort-sql.js';
+import { cohortDefinitions } from '../store/cohorts-repo.js';
+import { dropOldRuns, MEMBER_PROPERTIES, pageMembers, planPages, writeSnapshot } from '../store/cohort-sync-repo.js';
+import type { Store } from '../store/database.js';
+import { readJson, type CohortSyncsTable, type Database } from '../store/schema.js';
+
+const OWNER_KIND = 'cohort-sync';
+type Trx = Transaction<Database>;
+
+export interface SyncInput {
+  cohort_id: number;
+  connection_id: number;
+  properties_to_export?: string[];
+  interval_minutes?: number;
+  one_time?: boolean;
+}
+
+/** A page's member as seed 002 spells it: fields with no value are left out, never null. */
+function toMember(distinctId: string, member: Record<string, unknown>, exported: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = { mixpanel_distinct_id: distinctId };
+  const put = (field: string, value: unknown, text: boolean) => {
+    if (value === null || value === undefined || value === '') return;
+    out[field] = text && typeof value !== 'string' ? String(value) : value;
+  };
+  put('email', member.$email, true);
+  put('first_name', member.$first_name, true);
+  put('last_name', member.$last_name, true);
+  put('phone_number', member.$phone, true);
+  for (const key of exported) put(key, member[key], false);
+  return out;
+}
+
+/**
+ * Cohort syncs, as Mixpanel's Custom Webhook sync does them (seed 002): the first run sends the
+ * whole cohort (`members`), later runs `add_members` and `remove_members` against the snapshot of
+ * the last successful run (both calls even when empty); a snapshot serves for snapshotTtlMs, then
+ * the sync is full again. A run's membership is snapshotted in the database at its start and its
+ * pages are fixed then; pages go out one after the other, each sent when the one before it was
+ * acknowledged. A run that fails (retries used up) or is paused (400/401/403/404) is resumed, not
+ * restarted, by the next run or `resume`: same session, from its first unacknowledged page.
+ */
+export class CohortSyncs implements DeliveryOwner {
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+
+  constructor(
+    private readonly deps: { store: Store; owners: OwnerRegistry; dispatcher: Dispatcher; config: SyncConfig; log: Logger },
+  ) {
+    deps.owners.register(OWNER_KIND, this);
+  }
+
+  /** Starts the scheduler: due syncs are looked for every schedulerIntervalMs. */
+  start(): void {
+    this.#timer = setInterval(() => void this.tick(), this.deps.config.schedulerIntervalMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#ticking;
+  }
+
+  /** Starts or resumes every due sync; one tick at a time per process. */
+  tick(): Promise<void> {
+    this.#ticking ??= this.#tick().finally(() => (this.#ticking = undefined));
+    return this.#ticking;
+  }
+
+  async #tick(): Promise<void> {
+    const now = Date.now();
+    const due = await this.deps.store.db.selectFrom('cohort_syncs').select('id').where('state', '=', 'active').where('next_run_at', '<=', now).orderBy('next_run_at').limit(100).execute();
+    let started = false;
+    for (const { id } of due) {
+      try {
+        started = (await this.deps.store.db.transaction().execute((trx) => this.#runDue(trx, id, now))) || started;
+      } catch (err) {
+        this.deps.log.error({ err, sync: id }, 'starting a cohort sync run failed; trying again at the next tick');
+      }
+    }
+    if (started) this.deps.dispatcher.wake(true);
+  }
+
+  /** Takes the due sync (one process wins), then resumes its unfinished run or starts a new one. */
+  async #runDue(trx: Trx, syncId: number, now: number): Promise<boolean> {
+    const sync = await trx
+      .updateTable('cohort_syncs')
+      .set((eb) => ({ next_run_at: eb.case().when('interval_ms', 'is', null).then(null).else(eb('interval_ms', '+', now)).end(), updated_at: now }))
+      .where('id', '=', syncId)
+      .where('state', '=', 'active')
+      .where('next_run_at', '<=', now)
+      .returningAll()
+      .executeTakeFirst();
+    if (!sync) return false;
+    const current = sync.current_run_id === null ? undefined : await trx.selectFrom('sync_runs').selectAll().where('id', '=', sync.current_run_id).executeTakeFirstOrThrow();
+    if (current?.state === 'running') return false; // still going: the next interval finds it done
+    if (current && current.started_at > now - this.deps.config.snapshotTtlMs) {
+      await trx.updateTable('sync_runs').set({ state: 'running', error: null }).where('id', '=', current.id).execute();
+      await this.#sendNextPage(trx, current.id);
+      return true;
+    }
+    if (current) await trx.updateTable('sync_runs').set({ state: 'abandoned', finished_at: now }).where('id', '=', current.id).execute();
+    await this.#startRun(trx, sync, now);
+    return true;
+  }
+
+  async #startRun(trx: Trx, sync: Selectable<CohortSyncsTable>, now: number): Promise<void> {
+    const { store, config } = this.deps;
+    const cohorts = await cohortDefinitions(trx, sync.project_id);
+    const definition = cohorts.get(sync.cohort_id);
+    if (!definition) {
+      await this.#pause(trx, sync.id, `cohort ${sync.cohort_id} no longer exists`, now);
+      return;
+    }
+    const baseRunId = sync.base_run_id !== null && sync.base_at !== null && sync.base_at > now - config.snapshotTtlMs ? sync.base_run_id : null;
+    const run = await trx
+      .insertInto('sync_runs')
+      .values({
+        sync_id: sync.id,
+        session_id: crypto.randomUUID(),
+        kind: baseRunId === null ? 'full' : 'diff',
+        state: 'running',
+        base_run_id: baseRunId,
+        total_pages: 0,
+        pages_acked: 0,
+        members: 0,
+        members_added: 0,
+        members_removed: 0,
+        started_at: now,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const exported = readJson<string[]>(sync.properties_to_export);
+    const keys = [...new Set<string>([...MEMBER_PROPERTIES, ...exported])];
+    const condition = compileDefinition(definition, { dialect: store.dialect, projectId: sync.project_id, now, cohorts });
+    const members = await writeSnapshot(trx, store.dialect, run.id, sync.project_id, condition, keys);
+    let totals: { total_pages: number; members_added: number; members_removed: number };
+    if (baseRunId === null) {
+      const full = await planPages(trx, run.id, null, 'members', 1, config.pageSize);
+      totals = { total_pages: full.pages, members_added: full.members, members_removed: 0 };
+    } else {
+      const adds = await planPages(trx, run.id, baseRunId, 'add_members', 1, config.pageSize);
+      const removes = await planPages(trx, run.id, baseRunId, 'remove_members', 1 + adds.pages, config.pageSize);
+      totals = { total_pages: adds.pages + removes.pages, members_added: adds.members, members_removed: removes.members };
+    }
+    await trx.updateTable('sync_runs').set({ ...totals, members }).where('id', '=', run.id).execute();
+    await trx.updateTable('cohort_syncs').set({ current_run_id: run.id, updated_at: now }).where('id', '=', sync.id).execute();
+    await this.#sendNextPage(trx, run.id);
+  }
+
+  /** Enqueues the run's first page not yet acknowledged; its body is built now, from the fixed snapshot. */
+  async #sendNextPage(trx: Trx, runId: number): Promise<void> {
+    const run = await trx.selectFrom('sync_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
+    const page = await trx.selectFrom('sync_pages').selectAll().where('run_id', '=', runId).where('state', '<>', 'acked').orderBy('page').limit(1).executeTakeFirst();
+    if (!page) return;
+    const sync = await trx.selectFrom('cohort_syncs').selectAll().where('id', '=', run.sync_id).executeTakeFirstOrThrow();
+    const cohort = await trx.selectFrom('cohorts').select(['name', 'description']).where('id', '=', sync.cohort_id).executeTakeFirst();
+    const exported = readJson<string[]>(sync.properties_to_export);
+    const rows = await pageMembers(trx, runId, run.base_run_id, page);
+    const body = {
+      action: page.action,
+      parameters: {
+        mixpanel_project_id: String(sync.project_id),
+        mixpanel_cohort_id: String(sync.cohort_id),
+        mixpanel_cohort_name: cohort?.name ?? '',
+        mixpanel_cohort_description: cohort?.description ?? '',
+        mixpanel_session_id: run.session_id,
+        page_info: { total_pages: run.total_pages, page_count: page.page },
+        members: rows.map((r) => toMember(r.distinct_id, readJson(r.member), exported)),
+      },
+    };
+    await enqueue(trx, [
+      {
+        projectId: sync.project_id,
+        connectionId: sync.connection_id,
+        ownerKind: OWNER_KIND,
+        ownerId: `${runId}:${page.page}`,
+        policy: 'mixpanel-cohort-sync',
+        contentType: 'application/json',
+        body: JSON.stringify(body),
+      },
+    ]);
+    await trx.updateTable('sync_pages').set({ state: 'sent' }).where('run_id', '=', runId).where('page', '=', page.page).execute();
+  }
+
+  async #pause(trx: Trx, syncId: number, reason: string, now: number): Promise<void> {
+    await trx.updateTable('cohort_syncs').set({ state: 'paused', state_reason: reason, updated_at: now }).where('id', '=', syncId).execute();
+  }
+
+  /** A page's delivery ended (inside the transaction that records it): acknowledge, go on, fail or pause. */
+  async finished(trx: Trx, outcome: DeliveryOutcome): Promise<void> {
+    const [runId, pageNo] = outcome.delivery.owner_id.split(':').map(Number) as [number, number];
+    const run = await trx.selectFrom('sync_runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    if (!run || run.state !== 'running') return; // abandoned meanwhile
+    const now = Date.now();
+    if (outcome.outcome === 'delivered') {
+      await trx.updateTable('sync_pages').set({ state: 'acked' }).where('run_id', '=', runId).where('page', '=', pageNo).execute();
+      const acked = run.pages_acked + 1;
+      if (acked < run.total_pages) {
+        await trx.updateTable('sync_runs').set({ pages_acked: acked }).where('id', '=', runId).execute();
+        await this.#sendNextPage(trx, runId);
+        return;
+      }
+      await trx.updateTable('sync_runs').set({ pages_acked: acked, state: 'succeeded', finished_at: now }).where('id', '=', runId).execute();
+      const sync = await trx.selectFrom('cohort_syncs').select(['interval_ms']).where('id', '=', run.sync_id).executeTakeFirstOrThrow();
+      await trx
+        .updateTable('cohort_syncs')
+        .set({ base_run_id: runId, base_at: run.started_at, current_run_id: null, updated_at: now, ...(sync.interval_ms === null ? { state: 'done' as const } : {}) })
+        .where('id', '=', run.sync_id)
+        .execute();
+      await dropOldRuns(trx, run.sync_id, runId);
+      return;
+    }
+    const reason = outcome.reason ?? `HTTP ${outcome.status ?? '(no answer)'}`;
+    // The page goes again when the run is resumed.
+    await trx.updateTable('sync_pages').set({ state: 'pending' }).where('run_id', '=', runId).where('page', '=', pageNo).execute();
+    if (outcome.outcome === 'rejected') {
+      await trx.updateTable('sync_runs').set({ state: 'paused', error: reason }).where('id', '=', runId).execute();
+      await this.#pause(trx, run.sync_id, `the receiver refused page ${pageNo}: ${reason}`, now);
+    } else {
+      await trx.updateTable('sync_runs').set({ state: 'failed', error: reason }).where('id', '=', runId).execute();
+    }
+  }
+
+  // ----- administration (the API's operations) -----
+
+  async create(projectId: number, input: SyncInput) {
+    const { store, config } = this.deps;
+    const cohort = await store.db.selectFrom('cohorts').select('id').where('project_id', '=', projectId).where('id', '=', input.cohort_id).executeTakeFirst();
+    if (!cohort) throw new ActionableError(400, 'invalid_sync', `cohort_id: no cohort ${input.cohort_id} in this project`);
+    const connection = await store.db
+      .selectFrom('connections')
+      .select('id')
+      .where('project_id', '=', projectId)
+      .where('id', '=', input.connection_id)
+      .where('deleted_at', 'is', null)
+      .executeTakeFirst();
+    if (!connection) throw new ActionableError(400, 'invalid_sync', `connection_id: no connection ${input.connection_id} in this project`);
+    const exported = input.properties_to_export ?? [];
+    const bad = exported.find((k) => typeof k !== 'string' || k === '' || k.length > 255 || /["\\]/.test(k));
+    if (bad !== undefined) throw new ActionableError(400, 'invalid_sync', `properties_to_export: ${JSON.stringify(bad)} is not a property name (1-255 characters, no quotes or backslashes)`);
+    const now = Date.now();
+    const row = await store.db
+      .insertInto('cohort_syncs')
+      .values({
+        project_id: projectId,
+        cohort_id: input.cohort_id,
+        connection_id: input.connection_id,
+        properties_to_export: JSON.stringify([...new Set(exported)]),
+        interval_ms: input.one_time ? null : (input.interval_minutes ?? config.defaultIntervalMinutes) * 60_000,
+        state: 'active',
+        state_reason: null,
+        // The first run starts at once.
+        next_run_at: now,
+        created_at: now,
+        updated_at: now,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    void this.tick();
+    return row;
+  }
+
+  async get(projectId: number, id: number) {
+    const sync = await this.deps.store.db.selectFrom('cohort_syncs').selectAll().where('project_id', '=', projectId).where('id', '=', id).executeTakeFirst();
+    if (!sync) throw new ActionableError(404, 'not_found', `no cohort sync ${id} in this project`);
+    return sync;
+  }
+
+  list(projectId: number, after: number | undefined, limit: number) {
+    let q = this.deps.store.db.selectFrom('cohort_syncs').selectAll().where('project_id', '=', projectId);
+    if (after !== undefined) q = q.where('id', '>', after);
+    return q.orderBy('id').limit(limit).execute();
+  }
+
+  async runs(projectId: number, id: number, before: number | undefined, limit: number) {
+    await this.get(projectId, id);
+    let q = this.deps.store.db.selectFrom('sync_runs').selectAll().where('sync_id', '=', id);
+    if (before !== undefined) q = q.where('id', '<', before);
+    return q.orderBy('id', 'desc').limit(limit).execute();
+  }
+
+  /** Runs now: 409 while a run is going or the sync is paused (resume it instead). */
+  async runNow(projectId: number, id: number): Promise<void> {
+    const sync = await this.get(projectId, id);
+    if (sync.state === 'paused') throw new ActionableError(409, 'paused', `cohort sync ${id} is paused (${sync.state_reason}); POST …/resume starts it again`);
+    if (sync.current_run_id !== null) {
+      const run = await this.deps.store.db.selectFrom('sync_runs').select('state').where('id', '=', sync.current_run_id).executeTakeFirst();
+      if (run?.state === 'running') throw new ActionableError(409, 'run_in_progress', `cohort sync ${id} has a run going; wait for it to end`);
+    }
+    await this.#dueNow(id, sync.state === 'done' ? 'active' : sync.state);
+  }
+
+  /** Starts a paused sync again: its paused run goes on from its first unacknowledged page. */
+  async resume(projectId: number, id: number): Promise<void> {
+    const sync = await this.get(projectId, id);
+    if (sync.state !== 'paused') throw new ActionableError(409, 'not_paused', `cohort sync ${id} is not paused`);
+    await this.#dueNow(id, 'active');
+  }
+
+  async #dueNow(id: number, state: 'active' | 'paused'): Promise<void> {
+    const now = Date.now();
+    await this.deps.store.db.updateTable('cohort_syncs').set({ state, state_reason: null, next_run_at: now, updated_at: now }).where('id', '=', id).execute();
+    await this.tick();
+  }
+
+  async remove(projectId: number, id: number): Promise<void> {
+    await this.get(projectId, id);
+    await this.deps.store.db.transaction().execute(async (trx) => {
+      const runs = trx.selectFrom('sync_runs').select('id').where('sync_id', '=', id);
+      await trx.deleteFrom('sync_snapshots').where('run_id', 'in', runs).execute();
+      await trx.deleteFrom('sync_pages').where('run_id', 'in', runs).execute();
+      await trx.deleteFrom('sync_runs').where('sync_id', '=', id).execute();
+      await trx.deleteFrom('cohort_syncs').where('id', '=', id).execute();
+    });
+  }
+}
+

@@ -1,0 +1,84 @@
+import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
+import type { Dialect, Store } from './database.js';
+import type { Database, SyncPagesTable } from './schema.js';
+
+type Db = Kysely<Database> | Transaction<Database>;
+export type SyncAction = SyncPagesTable['action'];
+
+/** The profile properties a cohort sync member is made of (seed 002), before the exported ones. */
+export const MEMBER_PROPERTIES = ['$email', '$first_name', '$last_name', '$phone'] as const;
+
+/** A JSON object of the profile's `keys` (missing ones null), as one SQL expression on `p.properties`. */
+function memberObject(dialect: Dialect, keys: string[]): RawBuilder<unknown> {
+  const col = sql.ref('p.properties');
+  const pairs = keys.map((k) => (dialect === 'postgres' ? sql`${k}::text, ${col} -> ${k}` : sql`${k}, ${col} -> ${`$."${k}"`}`));
+  return dialect === 'postgres' ? sql`jsonb_build_object(${sql.join(pairs)})` : sql`json_object(${sql.join(pairs)})`;
+}
+
+/**
+ * Writes the run's membership snapshot in one INSERT … SELECT: the members never pass through
+ * the process, whatever the cohort's size. Answers how many there are.
+ */
+export async function writeSnapshot(trx: Db, dialect: Dialect, runId: number, projectId: number, condition: RawBuilder<boolean>, keys: string[]): Promise<number> {
+  const res = await sql`insert into sync_snapshots (run_id, distinct_id, member)
+    select ${runId}, p.distinct_id, ${memberObject(dialect, keys)} from profiles as p where p.project_id = ${projectId} and ${condition}`.execute(trx);
+  return Number(res.numAffectedRows ?? 0);
+}
+
+/** The members an action sends: everyone (full), those not in the base (adds), those gone since the base (removes). */
+function actionSet(action: SyncAction, runId: number, baseRunId: number | null): RawBuilder<{ distinct_id: string; member: unknown }> {
+  if (action === 'members') return sql`select s.distinct_id, s.member from sync_snapshots as s where s.run_id = ${runId}`;
+  const [from, other] = action === 'add_members' ? [runId, baseRunId] : [baseRunId, runId];
+  return sql`select s.distinct_id, s.member from sync_snapshots as s where s.run_id = ${from}
+    and not exists (select 1 from sync_snapshots as o where o.run_id = ${other} and o.distinct_id = s.distinct_id)`;
+}
+
+/**
+ * Cuts an action's members into pages of `size` in distinct_id order, numbered from `firstPage`:
+ * each page is stored as its first id (and the next page's), so its contents are fixed for the
+ * run and read back a page at a time. An action with no members still gets one (empty) page.
+ * Answers the pages made and the members they hold.
+ */
+export async function planPages(trx: Db, runId: number, baseRunId: number | null, action: SyncAction, firstPage: number, size: number): Promise<{ pages: number; members: number }> {
+  const set = actionSet(action, runId, baseRunId);
+  const total = Number((await sql<{ n: number }>`select count(*) as n from (${set}) as x`.execute(trx)).rows[0]?.n ?? 0);
+  const starts = (
+    await sql<{ distinct_id: string }>`select distinct_id from (select x.distinct_id, row_number() over (order by x.distinct_id) as rn from (${set}) as x) as y
+      where (rn - 1) % ${size} = 0 order by distinct_id`.execute(trx)
+  ).rows.map((r) => r.distinct_id);
+  const rows =
+    starts.length === 0
+      ? [{ run_id: runId, page: firstPage, action, first_id: null, next_first_id: null, member_count: 0, state: 'pending' as const }]
+      : starts.map((first, i) => ({
+          run_id: runId,
+          page: firstPage + i,
+          action,
+          first_id: first,
+          next_first_id: starts[i + 1] ?? null,
+          member_count: Math.min(size, total - i * size),
+          state: 'pending' as const,
+        }));
+  for (let i = 0; i < rows.length; i += 500) await trx.insertInto('sync_pages').values(rows.slice(i, i + 500)).execute();
+  return { pages: rows.length, members: total };
+}
+
+/** The members of one page, in distinct_id order. */
+export async function pageMembers(trx: Db, runId: number, baseRunId: number | null, page: { action: SyncAction; first_id: string | null; next_first_id: string | null }) {
+  if (page.first_id === null) return [];
+  const set = actionSet(page.action, runId, baseRunId);
+  const upper = page.next_first_id === null ? sql`` : sql`and x.distinct_id < ${page.next_first_id}`;
+  return (await sql<{ distinct_id: string; member: unknown }>`select x.distinct_id, x.member from (${set}) as x where x.distinct_id >= ${page.first_id} ${upper} order by x.distinct_id`.execute(trx)).rows;
+}
+
+/** Drops the snapshots and pages of a sync's runs but `keep` (the new base): only the base is ever diffed against. */
+export async function dropOldRuns(trx: Db, syncId: number, keep: number): Promise<void> {
+  const old = trx.selectFrom('sync_runs').select('id').where('sync_id', '=', syncId).where('id', '<>', keep);
+  await trx.deleteFrom('sync_snapshots').where('run_id', 'in', old).execute();
+  await trx.deleteFrom('sync_pages').where('run_id', 'in', old).execute();
+}
+
+/** The cohort syncs that send to a connection (it cannot be deleted under them). */
+export async function syncsUsingConnection(store: Store, connectionId: number): Promise<number[]> {
+  const rows = await store.db.selectFrom('cohort_syncs').select('id').where('connection_id', '=', connectionId).orderBy('id').execute();
+  return rows.map((r) => r.id);
+}
