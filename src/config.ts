@@ -33,6 +33,18 @@ export interface Config {
   http: { requestTimeoutMs: number; keepAliveTimeoutMs: number };
   delivery: DeliveryConfig;
   sync: SyncConfig;
+  mail: MailConfig;
+}
+
+/** E-mail to people (a sync paused): SMTP, retried on a schedule. */
+export interface MailConfig {
+  /** smtp://user:pass@host:port (smtps:// for TLS from the start); unset: e-mails wait, logged, until it is set. */
+  smtpUrl: string | undefined;
+  from: string;
+  /** Delay before each attempt after the first; then the e-mail is given up (logged). */
+  retryScheduleMs: number[];
+  /** How often pending e-mails are looked for. */
+  pollIntervalMs: number;
 }
 
 /** Cohort syncs (seed 002): Mixpanel's numbers by default. */
@@ -199,6 +211,12 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
       keepAliveTimeoutMs: intFromEnv(env, 'COHORTCAST_HTTP_KEEP_ALIVE_TIMEOUT_MS', 72000),
     },
     delivery: deliveryConfig(env),
+    mail: {
+      smtpUrl: env.COHORTCAST_SMTP_URL || undefined,
+      from: env.COHORTCAST_MAIL_FROM || 'cohortcast <cohortcast@localhost>',
+      retryScheduleMs: msListFromEnv(env, 'COHORTCAST_MAIL_RETRY_SCHEDULE_MS', [60_000, 5 * MINUTE, 30 * MINUTE, 2 * HOUR, 6 * HOUR]),
+      pollIntervalMs: intFromEnv(env, 'COHORTCAST_MAIL_POLL_INTERVAL_MS', 1000, 1),
+    },
     sync: {
       pageSize: intFromEnv(env, 'COHORTCAST_SYNC_PAGE_SIZE', 1000, 1),
       snapshotTtlMs: intFromEnv(env, 'COHORTCAST_SYNC_SNAPSHOT_TTL_MS', 3 * 24 * HOUR, 1),

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from './api/app.js';
 import type { Config } from './config.js';
+import { Mailer } from './channels/mailer.js';
 import { CohortSyncs } from './cohorts/cohort-syncs.js';
 import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
 import { Ingestor } from './ingest/ingestor.js';
@@ -33,6 +34,7 @@ export async function startService(config: Config): Promise<Service> {
     const log = pino({ level: config.logLevel });
     delivery = await createDeliveryEngine(config, store, metrics, log);
     const syncs = new CohortSyncs({ store, owners: delivery.owners, dispatcher: delivery.dispatcher, config: config.sync, log });
+    const mailer = new Mailer({ store, config: config.mail, log });
     app = await buildApp({ config, store, projects, ingestor, metrics, delivery, syncs });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
@@ -41,6 +43,7 @@ export async function startService(config: Config): Promise<Service> {
     const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
     delivery.dispatcher.start();
     syncs.start();
+    mailer.start();
     app.log.info({ url, database: store.location }, 'cohortcast is serving');
     const server = app;
     const engine = delivery;
@@ -53,6 +56,7 @@ export async function startService(config: Config): Promise<Service> {
       async close() {
         await server.close();
         await syncs.stop();
+        await mailer.stop();
         await engine.close();
         await store.close();
       },
@@ -79,14 +83,17 @@ export async function startWorker(config: Config): Promise<Worker> {
     const log = pino({ level: config.logLevel });
     const delivery = await createDeliveryEngine(config, store, createMetrics(), log);
     const syncs = new CohortSyncs({ store, owners: delivery.owners, dispatcher: delivery.dispatcher, config: config.sync, log });
+    const mailer = new Mailer({ store, config: config.mail, log });
     delivery.dispatcher.start();
     syncs.start();
+    mailer.start();
     log.info({ database: store.location, worker: delivery.dispatcher.worker }, 'cohortcast worker is running');
     return {
       store,
       delivery,
       async close() {
         await syncs.stop();
+        await mailer.stop();
         await delivery.close();
         await store.close();
       },

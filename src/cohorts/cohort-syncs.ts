@@ -7,6 +7,7 @@ import { enqueue } from '../delivery/outbox.js';
 import type { DeliveryOutcome, DeliveryOwner, OwnerRegistry } from '../delivery/owners.js';
 import { ActionableError } from '../errors.js';
 import { compileDefinition } from '../store/cohort-sql.js';
+import { insertNotification } from '../store/notifications-repo.js';
 import { cohortDefinitions } from '../store/cohorts-repo.js';
 import { dropOldRuns, MEMBER_PROPERTIES, pageMembers, planPages, writeSnapshot } from '../store/cohort-sync-repo.js';
 import type { Store } from '../store/database.js';
@@ -21,7 +22,12 @@ export interface SyncInput {
   properties_to_export?: string[];
   interval_minutes?: number;
   one_time?: boolean;
+  /** Told by e-mail when the sync pauses. */
+  owner_emails?: string[];
 }
+
+// Deliberately loose: the SMTP server is the judge; this catches what is plainly not an address.
+const EMAIL = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
 
 /** A page's member as seed 002 spells it: fields with no value are left out, never null. */
 function toMember(distinctId: string, member: Record<string, unknown>, exported: string[]): Record<string, unknown> {
@@ -190,8 +196,36 @@ export class CohortSyncs implements DeliveryOwner {
     await trx.updateTable('sync_pages').set({ state: 'sent' }).where('run_id', '=', runId).where('page', '=', page.page).execute();
   }
 
+  /** Pauses the sync and, in the same transaction, queues the e-mail to its owners. */
   async #pause(trx: Trx, syncId: number, reason: string, now: number): Promise<void> {
-    await trx.updateTable('cohort_syncs').set({ state: 'paused', state_reason: reason, updated_at: now }).where('id', '=', syncId).execute();
+    const sync = await trx
+      .updateTable('cohort_syncs')
+      .set({ state: 'paused', state_reason: reason, updated_at: now })
+      .where('id', '=', syncId)
+      .returning(['project_id', 'cohort_id', 'connection_id', 'owner_emails'])
+      .executeTakeFirstOrThrow();
+    const recipients = readJson<string[]>(sync.owner_emails);
+    if (recipients.length === 0) return;
+    const cohort = await trx.selectFrom('cohorts').select('name').where('id', '=', sync.cohort_id).executeTakeFirst();
+    const name = cohort ? `"${cohort.name}"` : `${sync.cohort_id}`;
+    await insertNotification(
+      trx,
+      {
+        projectId: sync.project_id,
+        recipients,
+        subject: `cohortcast: the sync of cohort ${name} is paused`,
+        body: [
+          `The sync ${syncId} of cohort ${name} to connection ${sync.connection_id} (project ${sync.project_id}) is paused:`,
+          '',
+          `  ${reason}`,
+          '',
+          'Nothing more is sent until it is resumed. Fix the receiver, then:',
+          `  POST /api/v1/cohort-syncs/${syncId}/resume`,
+          'The paused run goes on from its first unacknowledged page.',
+        ].join('\n'),
+      },
+      now,
+    );
   }
 
   /** A page's delivery ended (inside the transaction that records it): acknowledge, go on, fail or pause. */
@@ -233,6 +267,9 @@ export class CohortSyncs implements DeliveryOwner {
 
   async create(projectId: number, input: SyncInput) {
     const { store, config } = this.deps;
+    const owners = input.owner_emails ?? [];
+    const badEmail = owners.find((e) => typeof e !== 'string' || !EMAIL.test(e));
+    if (badEmail !== undefined) throw new ActionableError(400, 'invalid_sync', `owner_emails: ${JSON.stringify(badEmail)} is not an e-mail address`);
     const cohort = await store.db.selectFrom('cohorts').select('id').where('project_id', '=', projectId).where('id', '=', input.cohort_id).executeTakeFirst();
     if (!cohort) throw new ActionableError(400, 'invalid_sync', `cohort_id: no cohort ${input.cohort_id} in this project`);
     const connection = await store.db
@@ -254,6 +291,7 @@ export class CohortSyncs implements DeliveryOwner {
         cohort_id: input.cohort_id,
         connection_id: input.connection_id,
         properties_to_export: JSON.stringify([...new Set(exported)]),
+        owner_emails: JSON.stringify([...new Set(owners)]),
         interval_ms: input.one_time ? null : (input.interval_minutes ?? config.defaultIntervalMinutes) * 60_000,
         state: 'active',
         state_reason: null,

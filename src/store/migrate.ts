@@ -6,13 +6,18 @@ import { cohorts } from './migrations/003_cohorts.js';
 import { cohortSyncs } from './migrations/004_cohort_syncs.js';
 
 /** Ordered by name; never edit a migration that has shipped, add the next one. */
+const MIGRATIONS: [string, (dialect: Store['dialect']) => Migration][] = [
+  ['001_foundation', foundation],
+  ['002_delivery', delivery],
+  ['003_cohorts', cohorts],
+  ['004_cohort_syncs', cohortSyncs],
+];
+
+/** Every migration's name, in order: what a fully migrated database has recorded. */
+export const migrationNames = MIGRATIONS.map(([name]) => name);
+
 function migrations(store: Store): Record<string, Migration> {
-  return {
-    '001_foundation': foundation(store.dialect),
-    '002_delivery': delivery(store.dialect),
-    '003_cohorts': cohorts(store.dialect),
-    '004_cohort_syncs': cohortSyncs(store.dialect),
-  };
+  return Object.fromEntries(MIGRATIONS.map(([name, make]) => [name, make(store.dialect)]));
 }
 
 // Any fixed number: processes starting together on one PostgreSQL take turns migrating.

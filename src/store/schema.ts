@@ -154,6 +154,7 @@ export interface CohortSyncsTable {
   cohort_id: number;
   connection_id: number;
   properties_to_export: Json;
+  owner_emails: Json;
   interval_ms: number | null;
   state: 'active' | 'paused' | 'done';
   state_reason: string | null;
@@ -198,6 +199,20 @@ export interface SyncPagesTable {
   state: 'pending' | 'sent' | 'acked';
 }
 
+export interface NotificationsTable {
+  id: Generated<number>;
+  project_id: number;
+  recipients: Json;
+  subject: string;
+  body: string;
+  state: 'pending' | 'sent' | 'failed';
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string | null;
+  created_at: number;
+  sent_at: number | null;
+}
+
 export interface SettingsTable {
   name: string;
   value: string;
@@ -219,6 +234,7 @@ export interface Database {
   sync_runs: SyncRunsTable;
   sync_snapshots: SyncSnapshotsTable;
   sync_pages: SyncPagesTable;
+  notifications: NotificationsTable;
 }
 
 /** JSON columns come back as text from SQLite and already parsed from PostgreSQL. */

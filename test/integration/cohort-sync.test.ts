@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,10 +9,12 @@ import { startTestService, type TestService } from '../helpers/service.js';
 
 /**
  * Cohort sync end to end (seed 002), on the database the suite runs against: profiles through
- * /engage, a cohort, a connection to a real local receiver built on packages/receiver, a sync, then
+ * the official mixpanel client, a cohort, a connection to a real local receiver built on packages/receiver, a sync, then
  * changes and more runs. After every run the receiver's rebuilt membership must equal the cohort,
  * also through 5xx streaks and a 400 then resume. Every request must match the JSON Schema.
  */
+// Profiles go in through the official client, unchanged (CommonJS, callback-based).
+const Mixpanel = createRequire(import.meta.url)('mixpanel') as typeof import('mixpanel');
 const schema = JSON.parse(fs.readFileSync(new URL('../../packages/receiver/schema/cohort-sync.schema.json', import.meta.url), 'utf8'));
 const validate = new Ajv({ allErrors: true }).compile(schema);
 
@@ -74,9 +77,11 @@ async function api<T = any>(path: string, method = 'GET', body?: unknown): Promi
 }
 
 async function setProfiles(profiles: Record<string, Record<string, unknown>>): Promise<void> {
-  const updates = Object.entries(profiles).map(([id, set]) => ({ $token: svc.project.token, $distinct_id: id, $set: set }));
-  const res = await fetch(`${svc.url}/engage`, { method: 'POST', body: `data=${Buffer.from(JSON.stringify(updates)).toString('base64')}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-  expect(await res.text()).toBe('1');
+  const client = Mixpanel.init(svc.project.token, { host: new URL(svc.url).host, protocol: 'http' });
+  for (const [id, set] of Object.entries(profiles)) {
+    const err = await new Promise<unknown>((resolve) => client.people.set(id, set as Record<string, string>, (e) => resolve(e)));
+    expect(err ?? undefined).toBeUndefined();
+  }
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {

@@ -5,7 +5,7 @@ import type { Dialect } from '../database.js';
  * Cohort syncs (seed 002): a sync sends a cohort to a connection every interval; each run has a
  * session, a membership snapshot taken at its start (the base of the next run's diff once it
  * succeeded), and pages whose contents are fixed when the run starts, so a resumed run sends the
- * same pages under the same session.
+ * same pages under the same session. Also the e-mail outbox (notifications).
  */
 export function cohortSyncs(dialect: Dialect): Migration {
   const json = dialect === 'postgres' ? sql`jsonb` : sql`text`;
@@ -20,6 +20,8 @@ export function cohortSyncs(dialect: Dialect): Migration {
         .addColumn('cohort_id', 'integer', (c) => c.notNull().references('cohorts.id'))
         .addColumn('connection_id', 'integer', (c) => c.notNull().references('connections.id'))
         .addColumn('properties_to_export', json, (c) => c.notNull())
+        // E-mail addresses told when the sync pauses (Mixpanel mails the users who set it up).
+        .addColumn('owner_emails', json, (c) => c.notNull())
         // null: one time only
         .addColumn('interval_ms', 'bigint')
         // active | paused | done (a one-time sync that succeeded)
@@ -82,6 +84,24 @@ export function cohortSyncs(dialect: Dialect): Migration {
         .addColumn('state', 'text', (c) => c.notNull())
         .addPrimaryKeyConstraint('sync_pages_pk', ['run_id', 'page'])
         .execute();
+
+      // E-mails to send, written in the transaction of what they tell (an outbox, like deliveries).
+      await db.schema
+        .createTable('notifications')
+        .addColumn('id', idType, id)
+        .addColumn('project_id', 'integer', (c) => c.notNull().references('projects.id'))
+        .addColumn('recipients', json, (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        // pending | sent | failed
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_error', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('sent_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('notifications_due').on('notifications').columns(['state', 'next_attempt_at']).execute();
     },
   };
 }

@@ -1,0 +1,122 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CohortMirror, cohortSyncReply, parseCohortSync, verifySignature, type CohortSyncRequest } from '../../packages/receiver/src/index.js';
+import { createProjectWithCli, killAllCliChildren, startCliServer, type CliProject, type CliServer } from '../helpers/cli.js';
+import { createTestDatabase, dialectUnderTest, type TestDatabase } from '../helpers/database.js';
+import { localDeliveryEnv } from '../helpers/delivery-backlog.js';
+
+/**
+ * A `cohortcast serve` killed with SIGKILL in the middle of a sync run: the page on the wire is
+ * never answered. A new process on the same database finishes the run: same session, every page,
+ * and the receiver's copy of the cohort equals the cohort.
+ */
+const PAGE_SIZE = 5;
+const PROFILES = 40; // 8 pages
+const KILL_AT_PAGE = 4;
+
+const env = {
+  ...localDeliveryEnv,
+  COHORTCAST_SYNC_PAGE_SIZE: String(PAGE_SIZE),
+  COHORTCAST_SYNC_SCHEDULER_INTERVAL_MS: '50',
+  COHORTCAST_DELIVERY_POLL_INTERVAL_MS: '50',
+  COHORTCAST_DELIVERY_LEASE_MS: '1500',
+  COHORTCAST_DELIVERY_MAX_TIMEOUT_MS: '1000',
+  COHORTCAST_DELIVERY_TIMEOUT_MS: '1000',
+};
+
+let db: TestDatabase;
+let project: CliProject;
+let receiver: http.Server;
+let victim: CliServer | undefined;
+let killed = false;
+let secret = '';
+const seen: CohortSyncRequest[] = [];
+const mirror = new CohortMirror();
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  project = await createProjectWithCli('Sync crash test', db.args, db.env);
+  receiver = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const { webhookId } = verifySignature({ secrets: secret, headers: req.headers, body });
+      const request = parseCohortSync(body);
+      seen.push(request);
+      if (!killed && request.parameters.page_info.page_count === KILL_AT_PAGE) {
+        // Killed while this page is on the wire: never answered, never recorded.
+        killed = true;
+        victim?.kill('SIGKILL');
+        return;
+      }
+      mirror.receive(request, webhookId);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(cohortSyncReply(request.action)));
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+});
+
+afterAll(async () => {
+  killAllCliChildren();
+  receiver?.closeAllConnections();
+  await new Promise((resolve) => receiver?.close(resolve));
+  await db?.cleanup();
+});
+
+async function api(base: string, path: string, method = 'GET', body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${project.secret}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+describe(`a cohort sync across a SIGKILL on ${dialectUnderTest}`, () => {
+  it('is finished by the next process: same session, every page, the receiver equal to the cohort', { timeout: 60_000 }, async () => {
+    const first = await startCliServer(db.args, { ...db.env, ...env });
+    victim = first;
+    const updates = Array.from({ length: PROFILES }, (_, i) => ({ $token: project.token, $distinct_id: `p${String(i).padStart(2, '0')}`, $set: { plan: 'pro', $email: `p${i}@example.com` } }));
+    const engage = await fetch(`${first.url}/engage`, { method: 'POST', body: `data=${Buffer.from(JSON.stringify(updates)).toString('base64')}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(await engage.text()).toBe('1');
+    const cohort = await api(first.url, '/api/v1/cohorts', 'POST', { name: 'Pros', definition: { property: 'plan', op: 'equals', value: 'pro' } });
+    const { port } = receiver.address() as AddressInfo;
+    const connection = await api(first.url, '/api/v1/connections', 'POST', { name: 'receiver', url: `http://127.0.0.1:${port}/sync`, timeout_ms: 1000 });
+    secret = connection.body.signing_secret;
+    const sync = await api(first.url, '/api/v1/cohort-syncs', 'POST', { cohort_id: cohort.body.id, connection_id: connection.body.id });
+    expect(sync.status).toBe(201);
+
+    const exit = await Promise.race([first.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the server was not killed in time')), 30_000).unref())]);
+    expect(exit.signal).toBe('SIGKILL');
+    const pagesBeforeKill = seen.length;
+    expect(pagesBeforeKill).toBe(KILL_AT_PAGE);
+
+    const second = await startCliServer(db.args, { ...db.env, ...env });
+    try {
+      let runs: { results: { state: string; session_id: string; total_pages: number; pages_acked: number }[] } = { results: [] };
+      const end = Date.now() + 30_000;
+      while (Date.now() < end) {
+        runs = (await api(second.url, `/api/v1/cohort-syncs/${sync.body.id}/runs`)).body;
+        if (runs.results[0]?.state === 'succeeded') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(runs.results).toHaveLength(1);
+      expect(runs.results[0]).toMatchObject({ state: 'succeeded', total_pages: PROFILES / PAGE_SIZE, pages_acked: PROFILES / PAGE_SIZE });
+      const session = runs.results[0]!.session_id;
+      expect(new Set(seen.map((r) => r.parameters.mixpanel_session_id))).toEqual(new Set([session]));
+      // Every page arrived; only the one on the wire at the kill came twice.
+      const pages = seen.map((r) => r.parameters.page_info.page_count);
+      expect([...new Set(pages)].sort((a, b) => a - b)).toEqual(Array.from({ length: PROFILES / PAGE_SIZE }, (_, i) => i + 1));
+      expect(pages.filter((p) => p === KILL_AT_PAGE)).toHaveLength(2);
+      expect(seen).toHaveLength(PROFILES / PAGE_SIZE + 1);
+      const members = (await api(second.url, `/api/v1/cohorts/${cohort.body.id}/members?limit=1000`)).body.results.map((m: { $distinct_id: string }) => m.$distinct_id);
+      expect(members).toHaveLength(PROFILES);
+      expect(mirror.members(String(cohort.body.id)).map((m) => m.mixpanel_distinct_id)).toEqual(members);
+    } finally {
+      await second.stop();
+    }
+  });
+});
