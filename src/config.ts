@@ -51,6 +51,8 @@ export interface MailConfig {
 export interface SyncConfig {
   /** Members per cohort-sync request (Mixpanel: 1000). */
   pageSize: number;
+  /** Pages of one run sent before the first of them is acknowledged (receivers get them in any order). */
+  pagesInFlight: number;
   /** A successful run's snapshot is the base of diffs this long (Mixpanel: 3 days); then a full sync again. */
   snapshotTtlMs: number;
   /** interval_minutes of a sync that gives none (Mixpanel: 30). */
@@ -219,6 +221,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     },
     sync: {
       pageSize: intFromEnv(env, 'COHORTCAST_SYNC_PAGE_SIZE', 1000, 1),
+      pagesInFlight: intFromEnv(env, 'COHORTCAST_SYNC_PAGES_IN_FLIGHT', 4, 1),
       snapshotTtlMs: intFromEnv(env, 'COHORTCAST_SYNC_SNAPSHOT_TTL_MS', 3 * 24 * HOUR, 1),
       defaultIntervalMinutes: intFromEnv(env, 'COHORTCAST_SYNC_DEFAULT_INTERVAL_MINUTES', 30, 1),
       schedulerIntervalMs: intFromEnv(env, 'COHORTCAST_SYNC_SCHEDULER_INTERVAL_MS', 1000, 1),

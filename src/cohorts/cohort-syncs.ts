@@ -109,7 +109,7 @@ export class CohortSyncs implements DeliveryOwner {
     if (current?.state === 'running') return false; // still going: the next interval finds it done
     if (current && current.started_at > now - this.deps.config.snapshotTtlMs) {
       await trx.updateTable('sync_runs').set({ state: 'running', error: null }).where('id', '=', current.id).execute();
-      await this.#sendNextPage(trx, current.id);
+      await this.#sendPages(trx, current.id);
       return true;
     }
     if (current) await trx.updateTable('sync_runs').set({ state: 'abandoned', finished_at: now }).where('id', '=', current.id).execute();
@@ -158,42 +158,51 @@ export class CohortSyncs implements DeliveryOwner {
     }
     await trx.updateTable('sync_runs').set({ ...totals, members }).where('id', '=', run.id).execute();
     await trx.updateTable('cohort_syncs').set({ current_run_id: run.id, updated_at: now }).where('id', '=', sync.id).execute();
-    await this.#sendNextPage(trx, run.id);
+    await this.#sendPages(trx, run.id);
   }
 
-  /** Enqueues the run's first page not yet acknowledged; its body is built now, from the fixed snapshot. */
-  async #sendNextPage(trx: Trx, runId: number): Promise<void> {
+  /**
+   * Enqueues the run's next pages, in page order, until pagesInFlight are out; each body is built
+   * now, from the fixed snapshot. Callers hold the run's row lock (see finished), so two endings
+   * of the same run never send the same page.
+   */
+  async #sendPages(trx: Trx, runId: number): Promise<void> {
+    const out = await trx.selectFrom('sync_pages').select((eb) => eb.fn.countAll<number>().as('n')).where('run_id', '=', runId).where('state', '=', 'sent').executeTakeFirstOrThrow();
+    const room = this.deps.config.pagesInFlight - Number(out.n);
+    if (room <= 0) return;
+    const pages = await trx.selectFrom('sync_pages').selectAll().where('run_id', '=', runId).where('state', '=', 'pending').orderBy('page').limit(room).execute();
+    if (pages.length === 0) return;
     const run = await trx.selectFrom('sync_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
-    const page = await trx.selectFrom('sync_pages').selectAll().where('run_id', '=', runId).where('state', '<>', 'acked').orderBy('page').limit(1).executeTakeFirst();
-    if (!page) return;
     const sync = await trx.selectFrom('cohort_syncs').selectAll().where('id', '=', run.sync_id).executeTakeFirstOrThrow();
     const cohort = await trx.selectFrom('cohorts').select(['name', 'description']).where('id', '=', sync.cohort_id).executeTakeFirst();
     const exported = readJson<string[]>(sync.properties_to_export);
-    const rows = await pageMembers(trx, runId, run.base_run_id, page);
-    const body = {
-      action: page.action,
-      parameters: {
-        mixpanel_project_id: String(sync.project_id),
-        mixpanel_cohort_id: String(sync.cohort_id),
-        mixpanel_cohort_name: cohort?.name ?? '',
-        mixpanel_cohort_description: cohort?.description ?? '',
-        mixpanel_session_id: run.session_id,
-        page_info: { total_pages: run.total_pages, page_count: page.page },
-        members: rows.map((r) => toMember(r.distinct_id, readJson(r.member), exported)),
-      },
-    };
-    await enqueue(trx, [
-      {
-        projectId: sync.project_id,
-        connectionId: sync.connection_id,
-        ownerKind: OWNER_KIND,
-        ownerId: `${runId}:${page.page}`,
-        policy: 'mixpanel-cohort-sync',
-        contentType: 'application/json',
-        body: JSON.stringify(body),
-      },
-    ]);
-    await trx.updateTable('sync_pages').set({ state: 'sent' }).where('run_id', '=', runId).where('page', '=', page.page).execute();
+    for (const page of pages) {
+      const rows = await pageMembers(trx, runId, run.base_run_id, page);
+      const body = {
+        action: page.action,
+        parameters: {
+          mixpanel_project_id: String(sync.project_id),
+          mixpanel_cohort_id: String(sync.cohort_id),
+          mixpanel_cohort_name: cohort?.name ?? '',
+          mixpanel_cohort_description: cohort?.description ?? '',
+          mixpanel_session_id: run.session_id,
+          page_info: { total_pages: run.total_pages, page_count: page.page },
+          members: rows.map((r) => toMember(r.distinct_id, readJson(r.member), exported)),
+        },
+      };
+      await enqueue(trx, [
+        {
+          projectId: sync.project_id,
+          connectionId: sync.connection_id,
+          ownerKind: OWNER_KIND,
+          ownerId: `${runId}:${page.page}`,
+          policy: 'mixpanel-cohort-sync',
+          contentType: 'application/json',
+          body: JSON.stringify(body),
+        },
+      ]);
+      await trx.updateTable('sync_pages').set({ state: 'sent' }).where('run_id', '=', runId).where('page', '=', page.page).execute();
+    }
   }
 
   /** Pauses the sync and, in the same transaction, queues the e-mail to its owners. */
@@ -228,21 +237,22 @@ export class CohortSyncs implements DeliveryOwner {
     );
   }
 
-  /** A page's delivery ended (inside the transaction that records it): acknowledge, go on, fail or pause. */
+  /**
+   * A page's delivery ended (inside the transaction that records it): acknowledge it and send the
+   * next, finish the run, or fail or pause it. The run's row is updated first, which locks it on
+   * PostgreSQL: endings of one run's pages take turns.
+   */
   async finished(trx: Trx, outcome: DeliveryOutcome): Promise<void> {
     const [runId, pageNo] = outcome.delivery.owner_id.split(':').map(Number) as [number, number];
-    const run = await trx.selectFrom('sync_runs').selectAll().where('id', '=', runId).executeTakeFirst();
-    if (!run || run.state !== 'running') return; // abandoned meanwhile
     const now = Date.now();
     if (outcome.outcome === 'delivered') {
-      await trx.updateTable('sync_pages').set({ state: 'acked' }).where('run_id', '=', runId).where('page', '=', pageNo).execute();
-      const acked = run.pages_acked + 1;
-      if (acked < run.total_pages) {
-        await trx.updateTable('sync_runs').set({ pages_acked: acked }).where('id', '=', runId).execute();
-        await this.#sendNextPage(trx, runId);
-        return;
-      }
-      await trx.updateTable('sync_runs').set({ pages_acked: acked, state: 'succeeded', finished_at: now }).where('id', '=', runId).execute();
+      const page = await trx.updateTable('sync_pages').set({ state: 'acked' }).where('run_id', '=', runId).where('page', '=', pageNo).where('state', '=', 'sent').executeTakeFirst();
+      if (Number(page.numUpdatedRows) === 0) return; // its run was abandoned, or this ending was recorded already
+      const run = await trx.updateTable('sync_runs').set((eb) => ({ pages_acked: eb('pages_acked', '+', 1) })).where('id', '=', runId).returningAll().executeTakeFirstOrThrow();
+      // A page of a run that failed or paused meanwhile still counts; nothing more is sent until it resumes.
+      if (run.state !== 'running') return;
+      if (run.pages_acked < run.total_pages) return this.#sendPages(trx, runId);
+      await trx.updateTable('sync_runs').set({ state: 'succeeded', finished_at: now }).where('id', '=', runId).execute();
       const sync = await trx.selectFrom('cohort_syncs').select(['interval_ms']).where('id', '=', run.sync_id).executeTakeFirstOrThrow();
       await trx
         .updateTable('cohort_syncs')
@@ -254,13 +264,11 @@ export class CohortSyncs implements DeliveryOwner {
     }
     const reason = outcome.reason ?? `HTTP ${outcome.status ?? '(no answer)'}`;
     // The page goes again when the run is resumed.
-    await trx.updateTable('sync_pages').set({ state: 'pending' }).where('run_id', '=', runId).where('page', '=', pageNo).execute();
-    if (outcome.outcome === 'rejected') {
-      await trx.updateTable('sync_runs').set({ state: 'paused', error: reason }).where('id', '=', runId).execute();
-      await this.#pause(trx, run.sync_id, `the receiver refused page ${pageNo}: ${reason}`, now);
-    } else {
-      await trx.updateTable('sync_runs').set({ state: 'failed', error: reason }).where('id', '=', runId).execute();
-    }
+    const page = await trx.updateTable('sync_pages').set({ state: 'pending' }).where('run_id', '=', runId).where('page', '=', pageNo).where('state', '=', 'sent').executeTakeFirst();
+    if (Number(page.numUpdatedRows) === 0) return;
+    const state = outcome.outcome === 'rejected' ? 'paused' : 'failed';
+    const run = await trx.updateTable('sync_runs').set({ state, error: reason }).where('id', '=', runId).where('state', '=', 'running').returning(['sync_id']).executeTakeFirst();
+    if (run && state === 'paused') await this.#pause(trx, run.sync_id, `the receiver refused page ${pageNo}: ${reason}`, now);
   }
 
   // ----- administration (the API's operations) -----

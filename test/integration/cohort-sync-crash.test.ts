@@ -18,6 +18,8 @@ const KILL_AT_PAGE = 4;
 const env = {
   ...localDeliveryEnv,
   COHORTCAST_SYNC_PAGE_SIZE: String(PAGE_SIZE),
+  // One page at a time, so the kill finds exactly KILL_AT_PAGE pages sent.
+  COHORTCAST_SYNC_PAGES_IN_FLIGHT: '1',
   COHORTCAST_SYNC_SCHEDULER_INTERVAL_MS: '50',
   COHORTCAST_DELIVERY_POLL_INTERVAL_MS: '50',
   COHORTCAST_DELIVERY_LEASE_MS: '1500',

@@ -41,6 +41,8 @@ beforeAll(async () => {
     config.delivery.cohortSyncSchedule = [0, 10, 20, 30, 40, 50];
     config.delivery.jitter = 0;
     config.sync.pageSize = 3;
+    // Two pages out at once: they may arrive in either order, which the receiver must handle.
+    config.sync.pagesInFlight = 2;
     config.sync.schedulerIntervalMs = 50;
   });
   server = http.createServer((req, res) => {
@@ -96,6 +98,9 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
 
 type Run = { id: number; session_id: string; kind: string; state: string; total_pages: number; pages_acked: number; members_added: number; members_removed: number; error: string | null };
 const runs = async (syncId: number) => (await api<{ results: Run[] }>(`/api/v1/cohort-syncs/${syncId}/runs`)).body.results;
+/** What was seen, in page order (pages of one window arrive in any order). */
+const byPage = <T>(f: (s: Seen) => T) => [...seen].sort((a, b) => a.request.parameters.page_info.page_count - b.request.parameters.page_info.page_count).map(f);
+
 const runEnded = (syncId: number, count: number, state = 'succeeded') =>
   until(`run ${count} to be ${state}`, async () => {
     const all = await runs(syncId);
@@ -129,13 +134,13 @@ describe('cohort sync to a custom webhook', () => {
     // T: the first run sends everyone, 8 members in pages of 3, one session.
     const first = await runEnded(syncId, 1);
     expect(first).toMatchObject({ kind: 'full', total_pages: 3, pages_acked: 3, members_added: 8, members_removed: 0 });
-    expect(seen.map((s) => [s.request.action, s.request.parameters.page_info])).toEqual([
+    expect(byPage((s) => [s.request.action, s.request.parameters.page_info])).toEqual([
       ['members', { total_pages: 3, page_count: 1 }],
       ['members', { total_pages: 3, page_count: 2 }],
       ['members', { total_pages: 3, page_count: 3 }],
     ]);
     expect(new Set(seen.map((s) => s.request.parameters.mixpanel_session_id))).toEqual(new Set([first.session_id]));
-    const p = seen[0]!.request.parameters;
+    const p = seen.find((s) => s.request.parameters.page_info.page_count === 1)!.request.parameters;
     expect(p).toMatchObject({ mixpanel_project_id: String(svc.project.id), mixpanel_cohort_id: String(cohort.body.id), mixpanel_cohort_name: 'Pros', mixpanel_cohort_description: 'on the pro plan' });
     expect(p.members[0]).toEqual({ mixpanel_distinct_id: 'u0', email: 'u0@example.com', first_name: 'User0', company: 'C0' });
     expect(p.members.find((m) => m.mixpanel_distinct_id === 'u2')).toEqual({ mixpanel_distinct_id: 'u2', email: 'u2@example.com', first_name: 'User2' });
@@ -148,7 +153,7 @@ describe('cohort sync to a custom webhook', () => {
     expect((await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST')).status).toBe(202);
     const diff = await runEnded(syncId, 2);
     expect(diff).toMatchObject({ kind: 'diff', total_pages: 2, members_added: 1, members_removed: 2 });
-    expect(seen.map((s) => [s.request.action, s.request.parameters.members.map((m) => m.mixpanel_distinct_id), s.request.parameters.page_info.page_count])).toEqual([
+    expect(byPage((s) => [s.request.action, s.request.parameters.members.map((m) => m.mixpanel_distinct_id), s.request.parameters.page_info.page_count])).toEqual([
       ['add_members', ['u8'], 1],
       ['remove_members', ['u1', 'u3'], 2],
     ]);
@@ -158,7 +163,7 @@ describe('cohort sync to a custom webhook', () => {
     seen.length = 0;
     await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST');
     await runEnded(syncId, 3);
-    expect(seen.map((s) => [s.request.action, s.request.parameters.members.length])).toEqual([
+    expect(byPage((s) => [s.request.action, s.request.parameters.members.length])).toEqual([
       ['add_members', 0],
       ['remove_members', 0],
     ]);
@@ -171,14 +176,16 @@ describe('cohort sync to a custom webhook', () => {
     await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST');
     const failed = await runEnded(syncId, 4, 'failed');
     expect(failed.error).toMatch(/^HTTP 500/);
-    expect(seen).toHaveLength(6); // the first attempt and 5 retries of page 1
+    // Both pages of the run were out: each had its first attempt and 5 retries.
+    await until('every attempt of both pages', async () => (seen.length >= 12 ? true : undefined));
+    expect(byPage((s) => s.request.parameters.page_info.page_count)).toEqual([1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
     expect((await api(`/api/v1/cohort-syncs/${syncId}`)).body.state).toBe('active');
     answer = 'ok';
     seen.length = 0;
     await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST');
     const resumed = await runEnded(syncId, 4);
     expect(resumed.session_id).toBe(failed.session_id);
-    expect(seen.map((s) => [s.request.action, s.request.parameters.mixpanel_session_id])).toEqual([
+    expect(byPage((s) => [s.request.action, s.request.parameters.mixpanel_session_id])).toEqual([
       ['add_members', failed.session_id],
       ['remove_members', failed.session_id],
     ]);
@@ -192,9 +199,12 @@ describe('cohort sync to a custom webhook', () => {
     await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST');
     const paused = await runEnded(syncId, 5, 'paused');
     expect(paused.error).toBe('cohort quota exceeded');
-    expect(seen).toHaveLength(1); // no retry of a permanent refusal
+    // No retry of a permanent refusal: each page of the window went once.
+    await until('both pages', async () => (seen.length >= 2 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(byPage((s) => s.request.parameters.page_info.page_count)).toEqual([1, 2]);
     const sync = (await api(`/api/v1/cohort-syncs/${syncId}`)).body;
-    expect(sync).toMatchObject({ state: 'paused', state_reason: 'the receiver refused page 1: cohort quota exceeded' });
+    expect(sync).toMatchObject({ state: 'paused', state_reason: expect.stringMatching(/^the receiver refused page [12]: cohort quota exceeded$/) });
     const refusedRun = await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST');
     expect(refusedRun.status).toBe(409);
     expect(refusedRun.body.error.message).toMatch(/is paused .*resume/);
