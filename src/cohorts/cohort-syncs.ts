@@ -76,7 +76,9 @@ export class CohortSyncs implements DeliveryOwner {
 
   /** Starts or resumes every due sync; one tick at a time per process. */
   tick(): Promise<void> {
-    this.#ticking ??= this.#tick().finally(() => (this.#ticking = undefined));
+    this.#ticking ??= this.#tick()
+      .catch((err) => this.deps.log.error({ err }, 'looking for due cohort syncs failed; trying again at the next tick'))
+      .finally(() => (this.#ticking = undefined));
     return this.#ticking;
   }
 

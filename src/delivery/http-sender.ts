@@ -69,8 +69,7 @@ export class HttpSender implements Sender {
   constructor(
     private readonly guard: NetworkGuard,
     private readonly limits: { maxResponseBytes: number },
-  ) {
-  }
+  ) {}
 
   send(req: OutboundRequest): Promise<SendOutcome> {
     const target = this.#target(req.url);

@@ -41,11 +41,15 @@ function actionSet(action: SyncAction, runId: number, baseRunId: number | null):
  */
 export async function planPages(trx: Db, runId: number, baseRunId: number | null, action: SyncAction, firstPage: number, size: number): Promise<{ pages: number; members: number }> {
   const set = actionSet(action, runId, baseRunId);
-  const total = Number((await sql<{ n: number }>`select count(*) as n from (${set}) as x`.execute(trx)).rows[0]?.n ?? 0);
+  // Each page's first id in one pass (row_number streams in index order; a count over the whole
+  // set would buffer it); the size is then whole pages plus what the last one holds.
   const starts = (
     await sql<{ distinct_id: string }>`select distinct_id from (select x.distinct_id, row_number() over (order by x.distinct_id) as rn from (${set}) as x) as y
       where (rn - 1) % ${size} = 0 order by distinct_id`.execute(trx)
   ).rows.map((r) => r.distinct_id);
+  const last = starts.at(-1);
+  const inLast = last === undefined ? 0 : Number((await sql<{ n: number }>`select count(*) as n from (${set}) as x where x.distinct_id >= ${last}`.execute(trx)).rows[0]?.n ?? 0);
+  const total = starts.length === 0 ? 0 : (starts.length - 1) * size + inLast;
   const rows =
     starts.length === 0
       ? [{ run_id: runId, page: firstPage, action, first_id: null, next_first_id: null, member_count: 0, state: 'pending' as const }]

@@ -94,10 +94,11 @@ describe(`delivery across a worker crash on ${dialectUnderTest}`, () => {
       .where('lease_owner', '=', first.name)
       .execute();
     const heldAtKill = new Set(held.map((r) => r.webhook_id));
-    // A bounded number leased: a round on the wire, a round queued for the next free slots, and
-    // answered ones still waiting to be recorded (several batches at once on PostgreSQL).
+    // A bounded number leased: up to three rounds handed to the sender (one on the wire, two
+    // waiting for its free slots), and answered ones still waiting to be recorded (several
+    // batches at once on PostgreSQL).
     expect(heldAtKill.size).toBeGreaterThan(0);
-    expect(heldAtKill.size).toBeLessThanOrEqual(4 * CONCURRENCY);
+    expect(heldAtKill.size).toBeLessThanOrEqual(5 * CONCURRENCY);
     const heldRequest = receiver.ids[receivedAtKill - 1]!;
     expect(heldAtKill.has(heldRequest)).toBe(true);
 
