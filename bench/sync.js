@@ -13,7 +13,9 @@
 // Peak RSS is the serve process's VmHWM after both runs.
 //
 // Targets (DESIGN.md): full under 3 s, diff under 2 s, peak RSS under 500 MB.
-// Environment (all optional): BENCH_MEMBERS=1000000, BENCH_CHURN=0.01, BENCH_KEEP=1 keeps the data.
+// Environment (all optional): BENCH_MEMBERS=1000000, BENCH_CHURN=0.01, BENCH_KEEP=1 keeps the data,
+// BENCH_CPU_PROF=DIR runs the serve process under `node --cpu-prof` into DIR (summarise with
+// `node bench/cpu-profile-top.js DIR/CPU.*.cpuprofile`; the largest file is the main thread).
 // Output: progress on stderr; on stdout a table, then one final line holding a JSON object of the figures.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -29,6 +31,7 @@ import { envInt, freePort, log, ROOT, runMain, sleep, startChild, stopChild, wai
 const MEMBERS = Math.floor(envInt('BENCH_MEMBERS', 1_000_000));
 const CHURN = envInt('BENCH_CHURN', 0.01, 0.0001);
 const KEEP = process.env.BENCH_KEEP === '1';
+const CPU_PROF = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
 const PAGE = 1000;
 const IN_FLIGHT = Math.floor(envInt('COHORTCAST_SYNC_PAGES_IN_FLIGHT', 4));
 const TARGETS = { full_ms: 3000, diff_ms: 2000, peak_rss_mb: 500 };
@@ -142,7 +145,8 @@ await runMain(async () => {
 
     const port = await freePort();
     const env = { ...process.env, DATABASE_URL: '', COHORTCAST_ALLOW_HTTP: 'true', COHORTCAST_ALLOWED_NETWORKS: '127.0.0.0/8', COHORTCAST_SYNC_SCHEDULER_INTERVAL_MS: '20', COHORTCAST_LOG_LEVEL: 'warn' };
-    const serve = startChild('serve', [CLI, 'serve', '--port', String(port), '--data-dir', dir], env);
+    const profile = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [];
+    const serve = startChild('serve', [...profile, CLI, 'serve', '--port', String(port), '--data-dir', dir], env);
     const base = `http://127.0.0.1:${port}`;
     await waitReady(serve, `${base}/healthz`);
 
