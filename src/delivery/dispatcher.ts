@@ -54,6 +54,8 @@ export class Dispatcher {
   /** Batches being recorded right now (several at once on PostgreSQL, where each commit waits on the disk). */
   #flushes = 0;
   readonly #idle: (() => void)[] = [];
+  /** Leases being given back: stop() waits for them before the store closes. */
+  readonly #releasing = new Set<Promise<void>>();
 
   constructor(private readonly deps: DispatcherDeps) {
     this.#policies = policies(deps.config);
@@ -125,8 +127,13 @@ export class Dispatcher {
   }
 
   #release(ids: number[]): void {
+    // Stopping: stop() gives back every lease still held, in one statement.
+    if (!this.#running) return;
     for (const id of ids) this.#leased.delete(id);
-    releaseLeases(this.deps.store, this.worker, ids).catch((err) => this.deps.log.error({ err }, 'giving back leases failed; they expire on their own'));
+    const releasing = releaseLeases(this.deps.store, this.worker, ids)
+      .catch((err) => this.deps.log.error({ err }, 'giving back leases failed; they expire on their own'))
+      .finally(() => this.#releasing.delete(releasing));
+    this.#releasing.add(releasing);
   }
 
   #launch(connection: LiveConnection, delivery: ClaimedDelivery): void {
@@ -271,6 +278,7 @@ export class Dispatcher {
     // Requests still waiting for a slot were never sent: they come back and their leases are given back.
     for (const connectionId of this.#sending.keys()) this.deps.sender.withdraw(connectionId);
     if (this.#sendingTotal > 0 || this.#unrecorded > 0 || this.#flushes > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    await Promise.all(this.#releasing);
     await releaseLeases(this.deps.store, this.worker, [...this.#leased]);
   }
 }
