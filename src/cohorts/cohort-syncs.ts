@@ -9,7 +9,7 @@ import { ActionableError } from '../errors.js';
 import { compileDefinition } from '../store/cohort-sql.js';
 import { insertNotification } from '../store/notifications-repo.js';
 import { cohortDefinitions } from '../store/cohorts-repo.js';
-import { dropOldRuns, MEMBER_PROPERTIES, pageMembers, planPages, writeSnapshot } from '../store/cohort-sync-repo.js';
+import { dropOldRuns, pageMembersJson, planPages, writeSnapshot } from '../store/cohort-sync-repo.js';
 import type { Store } from '../store/database.js';
 import { readJson, type CohortSyncsTable, type Database } from '../store/schema.js';
 
@@ -28,21 +28,6 @@ export interface SyncInput {
 
 // Deliberately loose: the SMTP server is the judge; this catches what is plainly not an address.
 const EMAIL = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
-
-/** A page's member as seed 002 spells it: fields with no value are left out, never null. */
-function toMember(distinctId: string, member: Record<string, unknown>, exported: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = { mixpanel_distinct_id: distinctId };
-  const put = (field: string, value: unknown, text: boolean) => {
-    if (value === null || value === undefined || value === '') return;
-    out[field] = text && typeof value !== 'string' ? String(value) : value;
-  };
-  put('email', member.$email, true);
-  put('first_name', member.$first_name, true);
-  put('last_name', member.$last_name, true);
-  put('phone_number', member.$phone, true);
-  for (const key of exported) put(key, member[key], false);
-  return out;
-}
 
 /**
  * Cohort syncs, as Mixpanel's Custom Webhook sync does them (seed 002): the first run sends the
@@ -146,9 +131,8 @@ export class CohortSyncs implements DeliveryOwner {
       .returning('id')
       .executeTakeFirstOrThrow();
     const exported = readJson<string[]>(sync.properties_to_export);
-    const keys = [...new Set<string>([...MEMBER_PROPERTIES, ...exported])];
     const condition = compileDefinition(definition, { dialect: store.dialect, projectId: sync.project_id, now, cohorts });
-    const members = await writeSnapshot(trx, store.dialect, run.id, sync.project_id, condition, keys);
+    const members = await writeSnapshot(trx, store.dialect, run.id, sync.project_id, condition, exported);
     let totals: { total_pages: number; members_added: number; members_removed: number };
     if (baseRunId === null) {
       const full = await planPages(trx, run.id, null, 'members', 1, config.pageSize);
@@ -177,10 +161,10 @@ export class CohortSyncs implements DeliveryOwner {
     const run = await trx.selectFrom('sync_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
     const sync = await trx.selectFrom('cohort_syncs').selectAll().where('id', '=', run.sync_id).executeTakeFirstOrThrow();
     const cohort = await trx.selectFrom('cohorts').select(['name', 'description']).where('id', '=', sync.cohort_id).executeTakeFirst();
-    const exported = readJson<string[]>(sync.properties_to_export);
     for (const page of pages) {
-      const rows = await pageMembers(trx, runId, run.base_run_id, page);
-      const body = {
+      const members = await pageMembersJson(trx, this.deps.store.dialect, runId, run.base_run_id, page);
+      // The envelope by JSON.stringify, the members (built by the database) spliced in as they are.
+      const head = JSON.stringify({
         action: page.action,
         parameters: {
           mixpanel_project_id: String(sync.project_id),
@@ -189,9 +173,9 @@ export class CohortSyncs implements DeliveryOwner {
           mixpanel_cohort_description: cohort?.description ?? '',
           mixpanel_session_id: run.session_id,
           page_info: { total_pages: run.total_pages, page_count: page.page },
-          members: rows.map((r) => toMember(r.distinct_id, readJson(r.member), exported)),
         },
-      };
+      });
+      const body = `${head.slice(0, -2)},"members":${members}}}`;
       await enqueue(trx, [
         {
           projectId: sync.project_id,
@@ -200,7 +184,7 @@ export class CohortSyncs implements DeliveryOwner {
           ownerId: `${runId}:${page.page}`,
           policy: 'mixpanel-cohort-sync',
           contentType: 'application/json',
-          body: JSON.stringify(body),
+          body,
         },
       ]);
       await trx.updateTable('sync_pages').set({ state: 'sent' }).where('run_id', '=', runId).where('page', '=', page.page).execute();

@@ -5,23 +5,39 @@ import type { Database, SyncPagesTable } from './schema.js';
 type Db = Kysely<Database> | Transaction<Database>;
 export type SyncAction = SyncPagesTable['action'];
 
-/** The profile properties a cohort sync member is made of (seed 002), before the exported ones. */
-export const MEMBER_PROPERTIES = ['$email', '$first_name', '$last_name', '$phone'] as const;
+/** A page member's fields (seed 002) and the profile properties they come from; exported properties follow. */
+const MEMBER_FIELDS: [string, string][] = [
+  ['email', '$email'],
+  ['first_name', '$first_name'],
+  ['last_name', '$last_name'],
+  ['phone_number', '$phone'],
+];
 
-/** A JSON object of the profile's `keys` (missing ones null), as one SQL expression on `p.properties`. */
-function memberObject(dialect: Dialect, keys: string[]): RawBuilder<unknown> {
+/**
+ * A member exactly as a page carries it, as one SQL expression on `p`: mixpanel_distinct_id, the
+ * identity fields as text, the exported properties as they are; a field with no value (missing,
+ * null or empty text) is left out, never null (json_patch onto {} and jsonb_strip_nulls drop nulls).
+ */
+function memberObject(dialect: Dialect, exported: string[]): RawBuilder<unknown> {
   const col = sql.ref('p.properties');
-  const pairs = keys.map((k) => (dialect === 'postgres' ? sql`${k}::text, ${col} -> ${k}` : sql`${k}, ${col} -> ${`$."${k}"`}`));
-  return dialect === 'postgres' ? sql`jsonb_build_object(${sql.join(pairs)})` : sql`json_object(${sql.join(pairs)})`;
+  if (dialect === 'postgres') {
+    const fields = MEMBER_FIELDS.map(([field, key]) => sql`${field}::text, nullif(${col} ->> ${key}, '')`);
+    const props = exported.map((k) => sql`${k}::text, case when ${col} ->> ${k} = '' then null else ${col} -> ${k} end`);
+    return sql`jsonb_strip_nulls(jsonb_build_object('mixpanel_distinct_id', p.distinct_id, ${sql.join([...fields, ...props])}))`;
+  }
+  const path = (k: string) => `$."${k}"`;
+  const fields = MEMBER_FIELDS.map(([field, key]) => sql`${field}, nullif(cast(${col} ->> ${path(key)} as text), '')`);
+  const props = exported.map((k) => sql`${k}, case when ${col} ->> ${path(k)} = '' then null else ${col} -> ${path(k)} end`);
+  return sql`json_patch('{}', json_object('mixpanel_distinct_id', p.distinct_id, ${sql.join([...fields, ...props])}))`;
 }
 
 /**
- * Writes the run's membership snapshot in one INSERT … SELECT: the members never pass through
- * the process, whatever the cohort's size. Answers how many there are.
+ * Writes the run's membership snapshot in one INSERT … SELECT, each member already in its page
+ * form: the members never pass through the process, whatever the cohort's size. Answers how many.
  */
-export async function writeSnapshot(trx: Db, dialect: Dialect, runId: number, projectId: number, condition: RawBuilder<boolean>, keys: string[]): Promise<number> {
+export async function writeSnapshot(trx: Db, dialect: Dialect, runId: number, projectId: number, condition: RawBuilder<boolean>, exported: string[]): Promise<number> {
   const res = await sql`insert into sync_snapshots (run_id, distinct_id, member)
-    select ${runId}, p.distinct_id, ${memberObject(dialect, keys)} from profiles as p where p.project_id = ${projectId} and ${condition}`.execute(trx);
+    select ${runId}, p.distinct_id, ${memberObject(dialect, exported)} from profiles as p where p.project_id = ${projectId} and ${condition}`.execute(trx);
   return Number(res.numAffectedRows ?? 0);
 }
 
@@ -66,12 +82,17 @@ export async function planPages(trx: Db, runId: number, baseRunId: number | null
   return { pages: rows.length, members: total };
 }
 
-/** The members of one page, in distinct_id order. */
-export async function pageMembers(trx: Db, runId: number, baseRunId: number | null, page: { action: SyncAction; first_id: string | null; next_first_id: string | null }) {
-  if (page.first_id === null) return [];
+/** The members of one page, in distinct_id order, as the JSON text of an array (built by the database). */
+export async function pageMembersJson(trx: Db, dialect: Dialect, runId: number, baseRunId: number | null, page: { action: SyncAction; first_id: string | null; next_first_id: string | null }): Promise<string> {
+  if (page.first_id === null) return '[]';
   const set = actionSet(page.action, runId, baseRunId);
   const upper = page.next_first_id === null ? sql`` : sql`and x.distinct_id < ${page.next_first_id}`;
-  return (await sql<{ distinct_id: string; member: unknown }>`select x.distinct_id, x.member from (${set}) as x where x.distinct_id >= ${page.first_id} ${upper} order by x.distinct_id`.execute(trx)).rows;
+  const members = sql`(${set}) as x where x.distinct_id >= ${page.first_id} ${upper}`;
+  const array =
+    dialect === 'postgres'
+      ? sql<{ members: string }>`select coalesce(json_agg(x.member order by x.distinct_id), '[]'::json)::text as members from ${members}`
+      : sql<{ members: string }>`select json_group_array(json(y.member)) as members from (select x.member from ${members} order by x.distinct_id) as y`;
+  return (await array.execute(trx)).rows[0]?.members ?? '[]';
 }
 
 /** Drops the snapshots and pages of a sync's runs but `keep` (the new base): only the base is ever diffed against. */
