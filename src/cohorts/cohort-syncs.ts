@@ -9,11 +9,13 @@ import { ActionableError } from '../errors.js';
 import { compileDefinition } from '../store/cohort-sql.js';
 import { insertNotification } from '../store/notifications-repo.js';
 import { cohortDefinitions } from '../store/cohorts-repo.js';
-import { dropOldRuns, pageMembersJson, planPages, writeSnapshot } from '../store/cohort-sync-repo.js';
+import { pageMembersJson, planPages, sweepStaleRun, writeSnapshot } from '../store/cohort-sync-repo.js';
 import type { Store } from '../store/database.js';
 import { readJson, type CohortSyncsTable, type Database } from '../store/schema.js';
 
 const OWNER_KIND = 'cohort-sync';
+/** Superseded snapshot rows deleted per scheduler tick: a short write, never a long one. */
+const SWEEP_ROWS = 50_000;
 type Trx = Transaction<Database>;
 
 export interface SyncInput {
@@ -79,6 +81,8 @@ export class CohortSyncs implements DeliveryOwner {
       }
     }
     if (started) this.deps.dispatcher.wake(true);
+    // Snapshots no run will diff against again go in slices, between runs rather than inside one.
+    await sweepStaleRun(this.deps.store.db, SWEEP_ROWS);
   }
 
   /** Takes the due sync (one process wins), then resumes its unfinished run or starts a new one. */
@@ -245,7 +249,6 @@ export class CohortSyncs implements DeliveryOwner {
         .set({ base_run_id: runId, base_at: run.started_at, current_run_id: null, updated_at: now, ...(sync.interval_ms === null ? { state: 'done' as const } : {}) })
         .where('id', '=', run.sync_id)
         .execute();
-      await dropOldRuns(trx, run.sync_id, runId);
       return;
     }
     const reason = outcome.reason ?? `HTTP ${outcome.status ?? '(no answer)'}`;

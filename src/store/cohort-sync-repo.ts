@@ -14,26 +14,27 @@ const MEMBER_FIELDS: [string, string][] = [
 ];
 
 /**
- * A member exactly as a page carries it, as one SQL expression on `p`: mixpanel_distinct_id, the
- * identity fields as text, the exported properties as they are; a field with no value (missing,
- * null or empty text) is left out, never null (json_patch onto {} and jsonb_strip_nulls drop nulls).
+ * A member as a page carries it, as one SQL expression on `p`: mixpanel_distinct_id, the identity
+ * fields as text, the exported properties as they are; a field with no value (missing, null or
+ * empty text) is null here and left out when the page is built (see pageMembersJson), so a diff's
+ * snapshot of every member does not pay for it.
  */
 function memberObject(dialect: Dialect, exported: string[]): RawBuilder<unknown> {
   const col = sql.ref('p.properties');
   if (dialect === 'postgres') {
     const fields = MEMBER_FIELDS.map(([field, key]) => sql`${field}::text, nullif(${col} ->> ${key}, '')`);
     const props = exported.map((k) => sql`${k}::text, case when ${col} ->> ${k} = '' then null else ${col} -> ${k} end`);
-    return sql`jsonb_strip_nulls(jsonb_build_object('mixpanel_distinct_id', p.distinct_id, ${sql.join([...fields, ...props])}))`;
+    return sql`jsonb_build_object('mixpanel_distinct_id', p.distinct_id, ${sql.join([...fields, ...props])})`;
   }
   const path = (k: string) => `$."${k}"`;
   const fields = MEMBER_FIELDS.map(([field, key]) => sql`${field}, nullif(cast(${col} ->> ${path(key)} as text), '')`);
   const props = exported.map((k) => sql`${k}, case when ${col} ->> ${path(k)} = '' then null else ${col} -> ${path(k)} end`);
-  return sql`json_patch('{}', json_object('mixpanel_distinct_id', p.distinct_id, ${sql.join([...fields, ...props])}))`;
+  return sql`json_object('mixpanel_distinct_id', p.distinct_id, ${sql.join([...fields, ...props])})`;
 }
 
 /**
- * Writes the run's membership snapshot in one INSERT … SELECT, each member already in its page
- * form: the members never pass through the process, whatever the cohort's size. Answers how many.
+ * Writes the run's membership snapshot in one INSERT … SELECT, each member in its page form: the
+ * members never pass through the process, whatever the cohort's size. Answers how many.
  */
 export async function writeSnapshot(trx: Db, dialect: Dialect, runId: number, projectId: number, condition: RawBuilder<boolean>, exported: string[]): Promise<number> {
   const res = await sql`insert into sync_snapshots (run_id, distinct_id, member)
@@ -82,7 +83,10 @@ export async function planPages(trx: Db, runId: number, baseRunId: number | null
   return { pages: rows.length, members: total };
 }
 
-/** The members of one page, in distinct_id order, as the JSON text of an array (built by the database). */
+/**
+ * The members of one page, in distinct_id order, as the JSON text of an array built by the
+ * database, fields with no value left out (json_patch onto {} and jsonb_strip_nulls drop nulls).
+ */
 export async function pageMembersJson(trx: Db, dialect: Dialect, runId: number, baseRunId: number | null, page: { action: SyncAction; first_id: string | null; next_first_id: string | null }): Promise<string> {
   if (page.first_id === null) return '[]';
   const set = actionSet(page.action, runId, baseRunId);
@@ -90,16 +94,35 @@ export async function pageMembersJson(trx: Db, dialect: Dialect, runId: number, 
   const members = sql`(${set}) as x where x.distinct_id >= ${page.first_id} ${upper}`;
   const array =
     dialect === 'postgres'
-      ? sql<{ members: string }>`select coalesce(json_agg(x.member order by x.distinct_id), '[]'::json)::text as members from ${members}`
-      : sql<{ members: string }>`select json_group_array(json(y.member)) as members from (select x.member from ${members} order by x.distinct_id) as y`;
+      ? sql<{ members: string }>`select coalesce(json_agg(jsonb_strip_nulls(x.member) order by x.distinct_id), '[]'::json)::text as members from ${members}`
+      : sql<{ members: string }>`select json_group_array(json_patch('{}', y.member)) as members from (select x.member from ${members} order by x.distinct_id) as y`;
   return (await array.execute(trx)).rows[0]?.members ?? '[]';
 }
 
-/** Drops the snapshots and pages of a sync's runs but `keep` (the new base): only the base is ever diffed against. */
-export async function dropOldRuns(trx: Db, syncId: number, keep: number): Promise<void> {
-  const old = trx.selectFrom('sync_runs').select('id').where('sync_id', '=', syncId).where('id', '<>', keep);
-  await trx.deleteFrom('sync_snapshots').where('run_id', 'in', old).execute();
-  await trx.deleteFrom('sync_pages').where('run_id', 'in', old).execute();
+/**
+ * Deletes up to `limit` snapshot rows of one run that no sync will read again (neither a sync's
+ * base nor its current run), and its pages once its snapshot is gone. A superseded snapshot of a
+ * million members is dropped in slices, off the path of any run. Answers whether there was work.
+ */
+export async function sweepStaleRun(db: Db, limit: number): Promise<boolean> {
+  const stale = await db
+    .selectFrom('sync_runs as r')
+    .select('r.id')
+    .where('r.state', 'in', ['succeeded', 'abandoned'])
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('cohort_syncs as s').select('s.id').where((eb) => eb.or([eb('s.base_run_id', '=', eb.ref('r.id')), eb('s.current_run_id', '=', eb.ref('r.id'))])))),
+    )
+    .where(({ or, exists, selectFrom }) =>
+      or([exists(selectFrom('sync_snapshots as x').select('x.run_id').whereRef('x.run_id', '=', 'r.id')), exists(selectFrom('sync_pages as g').select('g.run_id').whereRef('g.run_id', '=', 'r.id'))]),
+    )
+    .orderBy('r.id')
+    .limit(1)
+    .executeTakeFirst();
+  if (!stale) return false;
+  const slice = db.selectFrom('sync_snapshots').select('distinct_id').where('run_id', '=', stale.id).limit(limit);
+  const res = await db.deleteFrom('sync_snapshots').where('run_id', '=', stale.id).where('distinct_id', 'in', slice).executeTakeFirst();
+  if (Number(res.numDeletedRows) < limit) await db.deleteFrom('sync_pages').where('run_id', '=', stale.id).execute();
+  return true;
 }
 
 /** The cohort syncs that send to a connection (it cannot be deleted under them). */

@@ -216,6 +216,13 @@ describe('cohort sync to a custom webhook', () => {
     expect(mirror.members(String(cohort.body.id)).map((m) => m.mixpanel_distinct_id)).toEqual(await cohortMembers(cohort.body.id));
     expect((await api(`/api/v1/cohort-syncs/${syncId}/resume`, 'POST')).status).toBe(409);
 
+    // Only the base of the next diff is kept: the scheduler drops superseded snapshots and pages.
+    await until('superseded snapshots to be dropped', async () => {
+      const kept = await svc.service.store.db.selectFrom('sync_snapshots').select('run_id').distinct().execute();
+      const pages = await svc.service.store.db.selectFrom('sync_pages').select('run_id').distinct().execute();
+      return kept.length === 1 && kept[0]!.run_id === done.id && pages.every((p) => p.run_id === done.id) ? true : undefined;
+    });
+
     // Neither the cohort nor the connection can be deleted under a sync; the sync can.
     const cohortInUse = await api(`/api/v1/cohorts/${cohort.body.id}`, 'DELETE');
     expect(cohortInUse.status).toBe(409);
