@@ -1,6 +1,7 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 import type { MailConfig } from '../config.js';
+import { PeriodicTask } from '../periodic.js';
 import type { Store } from '../store/database.js';
 import { claimNotifications, notificationFailed, notificationSent } from '../store/notifications-repo.js';
 import { readJson } from '../store/schema.js';
@@ -15,30 +16,21 @@ const LEASE_MS = 60_000;
  */
 export class Mailer {
   readonly #transport: Transporter | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #ticking: Promise<void> | undefined;
+  readonly #task: PeriodicTask;
   #warnedAt = 0;
 
   constructor(private readonly deps: { store: Store; config: MailConfig; log: Logger }) {
     if (deps.config.smtpUrl) this.#transport = nodemailer.createTransport(deps.config.smtpUrl);
+    this.#task = new PeriodicTask(deps.config.pollIntervalMs, () => this.#tick(), deps.log, 'sending e-mails');
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.tick(), this.deps.config.pollIntervalMs);
-    this.#timer.unref();
+    this.#task.start();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    await this.#ticking;
+    await this.#task.stop();
     this.#transport?.close();
-  }
-
-  tick(): Promise<void> {
-    this.#ticking ??= this.#tick()
-      .catch((err) => this.deps.log.error({ err }, 'sending e-mails failed; trying again at the next tick'))
-      .finally(() => (this.#ticking = undefined));
-    return this.#ticking;
   }
 
   async #tick(): Promise<void> {

@@ -59,7 +59,7 @@ withStorage(
   process.on('SIGTERM', () => void stop('SIGTERM'));
 });
 
-withStorage(program.command('worker').description('run the delivery dispatcher without the HTTP API')).action(
+withStorage(program.command('worker').description('run the delivery dispatcher, the cohort sync scheduler and the e-mail sender, without the HTTP API')).action(
   async (flags: StorageFlags) => {
     const worker = await startWorker(loadConfig(flags));
     // The dispatcher's timers do not hold the process open (tests embed it); a worker must stay up.

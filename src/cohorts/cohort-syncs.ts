@@ -6,9 +6,11 @@ import type { Dispatcher } from '../delivery/dispatcher.js';
 import { enqueue } from '../delivery/outbox.js';
 import type { DeliveryOutcome, DeliveryOwner, OwnerRegistry } from '../delivery/owners.js';
 import { ActionableError } from '../errors.js';
+import { PeriodicTask } from '../periodic.js';
 import { compileDefinition } from '../store/cohort-sql.js';
 import { insertNotification } from '../store/notifications-repo.js';
-import { cohortDefinitions } from '../store/cohorts-repo.js';
+import { cohortDefinitions, getCohort } from '../store/cohorts-repo.js';
+import { findConnection } from '../store/connections-repo.js';
 import { pageMembersJson, planPages, sweepStaleRun, writeSnapshot } from '../store/cohort-sync-repo.js';
 import type { Store } from '../store/database.js';
 import { readJson, type CohortSyncsTable, type Database } from '../store/schema.js';
@@ -41,32 +43,27 @@ const EMAIL = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
  * restarted, by the next run or `resume`: same session, from its first unacknowledged page.
  */
 export class CohortSyncs implements DeliveryOwner {
-  #timer: NodeJS.Timeout | undefined;
-  #ticking: Promise<void> | undefined;
+  readonly #scheduler: PeriodicTask;
 
   constructor(
     private readonly deps: { store: Store; owners: OwnerRegistry; dispatcher: Dispatcher; config: SyncConfig; log: Logger },
   ) {
     deps.owners.register(OWNER_KIND, this);
+    this.#scheduler = new PeriodicTask(deps.config.schedulerIntervalMs, () => this.#tick(), deps.log, 'looking for due cohort syncs');
   }
 
   /** Starts the scheduler: due syncs are looked for every schedulerIntervalMs. */
   start(): void {
-    this.#timer = setInterval(() => void this.tick(), this.deps.config.schedulerIntervalMs);
-    this.#timer.unref();
+    this.#scheduler.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    await this.#ticking;
+  stop(): Promise<void> {
+    return this.#scheduler.stop();
   }
 
   /** Starts or resumes every due sync; one tick at a time per process. */
   tick(): Promise<void> {
-    this.#ticking ??= this.#tick()
-      .catch((err) => this.deps.log.error({ err }, 'looking for due cohort syncs failed; trying again at the next tick'))
-      .finally(() => (this.#ticking = undefined));
-    return this.#ticking;
+    return this.#scheduler.run();
   }
 
   async #tick(): Promise<void> {
@@ -268,16 +265,8 @@ export class CohortSyncs implements DeliveryOwner {
     const owners = input.owner_emails ?? [];
     const badEmail = owners.find((e) => typeof e !== 'string' || !EMAIL.test(e));
     if (badEmail !== undefined) throw new ActionableError(400, 'invalid_sync', `owner_emails: ${JSON.stringify(badEmail)} is not an e-mail address`);
-    const cohort = await store.db.selectFrom('cohorts').select('id').where('project_id', '=', projectId).where('id', '=', input.cohort_id).executeTakeFirst();
-    if (!cohort) throw new ActionableError(400, 'invalid_sync', `cohort_id: no cohort ${input.cohort_id} in this project`);
-    const connection = await store.db
-      .selectFrom('connections')
-      .select('id')
-      .where('project_id', '=', projectId)
-      .where('id', '=', input.connection_id)
-      .where('deleted_at', 'is', null)
-      .executeTakeFirst();
-    if (!connection) throw new ActionableError(400, 'invalid_sync', `connection_id: no connection ${input.connection_id} in this project`);
+    if (!(await getCohort(store, projectId, input.cohort_id))) throw new ActionableError(400, 'invalid_sync', `cohort_id: no cohort ${input.cohort_id} in this project`);
+    if (!(await findConnection(store, projectId, input.connection_id))) throw new ActionableError(400, 'invalid_sync', `connection_id: no connection ${input.connection_id} in this project`);
     const exported = input.properties_to_export ?? [];
     const bad = exported.find((k) => typeof k !== 'string' || k === '' || k.length > 255 || /["\\]/.test(k));
     if (bad !== undefined) throw new ActionableError(400, 'invalid_sync', `properties_to_export: ${JSON.stringify(bad)} is not a property name (1-255 characters, no quotes or backslashes)`);

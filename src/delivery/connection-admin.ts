@@ -13,6 +13,7 @@ import { enqueue } from './outbox.js';
 import { generateEd25519KeyPair, generateSigningSecret } from './signing.js';
 import { ActionableError } from '../errors.js';
 import { syncsUsingConnection } from '../store/cohort-sync-repo.js';
+import { iso } from '../iso-time.js';
 
 /** What a client may set on a destination (POST and PATCH). */
 export interface ConnectionInput {
@@ -66,7 +67,6 @@ function presentConnection(row: ConnectionRow, basicUser: string | undefined, no
   };
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export class ConnectionAdmin {
   constructor(

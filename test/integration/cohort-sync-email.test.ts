@@ -72,11 +72,7 @@ afterAll(async () => {
   await new Promise((resolve) => smtp?.close(() => resolve(undefined)));
 });
 
-async function api(path: string, method = 'GET', body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await svc.api(path, { method, ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }) });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const api = (path: string, method = 'GET', body?: unknown) => svc.json(path, method, body);
 
 describe('a paused cohort sync', () => {
   it('e-mails every owner, once, with the reason and how to resume, retrying a refusing SMTP server', async () => {

@@ -6,6 +6,7 @@ import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CohortMirror, cohortSyncReply, parseCohortSync, verifySignature, type CohortSyncRequest } from '../../packages/receiver/src/index.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Cohort sync end to end (seed 002), on the database the suite runs against: profiles through
@@ -72,11 +73,7 @@ afterAll(async () => {
   await new Promise((resolve) => server?.close(resolve));
 });
 
-async function api<T = any>(path: string, method = 'GET', body?: unknown): Promise<{ status: number; body: T }> {
-  const res = await svc.api(path, { method, ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }) });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const api = <T = any>(path: string, method = 'GET', body?: unknown) => svc.json<T>(path, method, body);
 
 async function setProfiles(profiles: Record<string, Record<string, unknown>>): Promise<void> {
   const client = Mixpanel.init(svc.project.token, { host: new URL(svc.url).host, protocol: 'http' });
@@ -86,26 +83,16 @@ async function setProfiles(profiles: Record<string, Record<string, unknown>>): P
   }
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 type Run = { id: number; session_id: string; kind: string; state: string; total_pages: number; pages_acked: number; members_added: number; members_removed: number; error: string | null };
 const runs = async (syncId: number) => (await api<{ results: Run[] }>(`/api/v1/cohort-syncs/${syncId}/runs`)).body.results;
 /** What was seen, in page order (pages of one window arrive in any order). */
 const byPage = <T>(f: (s: Seen) => T) => [...seen].sort((a, b) => a.request.parameters.page_info.page_count - b.request.parameters.page_info.page_count).map(f);
 
 const runEnded = (syncId: number, count: number, state = 'succeeded') =>
-  until(`run ${count} to be ${state}`, async () => {
+  waitFor(`run ${count} to be ${state}`, async () => {
     const all = await runs(syncId);
     return all.length === count && all[0]!.state === state ? all[0] : undefined;
-  });
+  }, 15_000);
 
 async function cohortMembers(cohortId: number): Promise<string[]> {
   const res = await api<{ results: { $distinct_id: string }[] }>(`/api/v1/cohorts/${cohortId}/members?limit=1000`);
@@ -177,7 +164,7 @@ describe('cohort sync to a custom webhook', () => {
     const failed = await runEnded(syncId, 4, 'failed');
     expect(failed.error).toMatch(/^HTTP 500/);
     // Both pages of the run were out: each had its first attempt and 5 retries.
-    await until('every attempt of both pages', async () => (seen.length >= 12 ? true : undefined));
+    await waitFor('every attempt of both pages', async () => (seen.length >= 12 ? true : undefined));
     expect(byPage((s) => s.request.parameters.page_info.page_count)).toEqual([1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
     expect((await api(`/api/v1/cohort-syncs/${syncId}`)).body.state).toBe('active');
     answer = 'ok';
@@ -200,7 +187,7 @@ describe('cohort sync to a custom webhook', () => {
     const paused = await runEnded(syncId, 5, 'paused');
     expect(paused.error).toBe('cohort quota exceeded');
     // No retry of a permanent refusal: each page of the window went once.
-    await until('both pages', async () => (seen.length >= 2 ? true : undefined));
+    await waitFor('both pages', async () => (seen.length >= 2 ? true : undefined));
     await new Promise((r) => setTimeout(r, 100));
     expect(byPage((s) => s.request.parameters.page_info.page_count)).toEqual([1, 2]);
     const sync = (await api(`/api/v1/cohort-syncs/${syncId}`)).body;
@@ -217,7 +204,7 @@ describe('cohort sync to a custom webhook', () => {
     expect((await api(`/api/v1/cohort-syncs/${syncId}/resume`, 'POST')).status).toBe(409);
 
     // Only the base of the next diff is kept: the scheduler drops superseded snapshots and pages.
-    await until('superseded snapshots to be dropped', async () => {
+    await waitFor('superseded snapshots to be dropped', async () => {
       const kept = await svc.service.store.db.selectFrom('sync_snapshots').select('run_id').distinct().execute();
       const pages = await svc.service.store.db.selectFrom('sync_pages').select('run_id').distinct().execute();
       return kept.length === 1 && kept[0]!.run_id === done.id && pages.every((p) => p.run_id === done.id) ? true : undefined;

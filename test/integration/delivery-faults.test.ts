@@ -4,6 +4,7 @@ import { enqueue } from '../../src/delivery/outbox.js';
 import type { PolicyName } from '../../src/delivery/policies.js';
 import { startReceiver, type Received, type Receiver, type Reply } from '../helpers/receiver.js';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * The fault matrix: what each kind of receiver answer (or silence) does to a delivery under each
@@ -60,16 +61,6 @@ interface Connection {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `probe` every 20 ms until it returns something other than undefined; fails after `timeoutMs`. */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 describe('delivery fault matrix', () => {
   let svc: TestService;

@@ -8,6 +8,7 @@ import { HttpSender, type OutboundRequest, type Sender, type SendOutcome } from 
 import { NetworkGuard } from '../../src/delivery/network-guard.js';
 import { generateSigningSecret } from '../../src/delivery/signing.js';
 import { ThreadedSender } from '../../src/delivery/threaded-sender.js';
+import { waitFor } from '../helpers/wait.js';
 
 const policy = { allowHttp: true, allowedNetworks: ['127.0.0.0/8'] };
 const limits = { maxResponseBytes: 1024 };
@@ -44,16 +45,6 @@ async function heldReceiver(): Promise<HeldReceiver> {
   };
 }
 
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const answered = (outcome: SendOutcome): AttemptResult => {
   if ('unsent' in outcome) throw new Error(`expected an answer, got unsent: ${outcome.unsent}`);
   return outcome;
@@ -85,19 +76,19 @@ describe.each([
   it('keeps a destination to its max concurrency, sends the rest in order as slots free, and hands back the waiting ones on withdraw', async () => {
     const destination = { id: 7, maxConcurrency: 3 };
     const outcomes = Array.from({ length: 8 }, (_, i) => sender.send(request(`/gate/${i}`, { destination })));
-    await until('three requests on the wire', () => (receiver.held.length === 3 ? true : undefined));
+    await waitFor('three requests on the wire', () => (receiver.held.length === 3 ? true : undefined));
     // Nothing more goes out while the three are unanswered.
     await new Promise((r) => setTimeout(r, 100));
     expect(receiver.held.map((h) => h.path)).toEqual(['/gate/0', '/gate/1', '/gate/2']);
 
     receiver.held[0]!.answer(200);
-    await until('the fourth request', () => (receiver.held.length === 4 ? true : undefined));
+    await waitFor('the fourth request', () => (receiver.held.length === 4 ? true : undefined));
     expect(receiver.held[3]!.path).toBe('/gate/3');
     expect(answered(await outcomes[0]!)).toMatchObject({ status: 200, body: '{"ok":true}', truncated: false });
 
     // Another destination is not held back by this one's full slots.
     const other = sender.send(request('/other', { destination: { id: 8, maxConcurrency: 1 } }));
-    await until('the other destination’s request', () => (receiver.held.some((h) => h.path === '/other') ? true : undefined));
+    await waitFor('the other destination’s request', () => (receiver.held.some((h) => h.path === '/other') ? true : undefined));
     receiver.held.find((h) => h.path === '/other')!.answer(201);
     expect(answered(await other).status).toBe(201);
 
@@ -122,7 +113,7 @@ describe.each([
     const body = JSON.stringify({ hello: 'signed' });
     const startedBefore = Date.now();
     const outcome = sender.send({ ...request('/signed'), body, timeoutMs: 300, signature: { webhookId: 'msg_signed1', keys: { secrets: [secret] } } });
-    const held = await until('the signed request', () => receiver.held.find((h) => h.path === '/signed'));
+    const held = await waitFor('the signed request', () => receiver.held.find((h) => h.path === '/signed'));
     expect(held.headers['webhook-id']).toBe('msg_signed1');
     const headers = Object.fromEntries(Object.entries(held.headers).map(([k, v]) => [k, String(v)]));
     expect(new Webhook(secret).verify(held.body, headers)).toEqual({ hello: 'signed' });
@@ -146,11 +137,11 @@ describe('sender thread', () => {
     const sender = new ThreadedSender({ policy, limits }, pino({ level: 'silent' }));
     try {
       const first = sender.send({ url: `${receiver.url}/first`, headers: {}, body: '{}', timeoutMs: 5000 });
-      (await until('the first request', () => receiver.held[0])).answer(200);
+      (await waitFor('the first request', () => receiver.held[0])).answer(200);
       expect(answered(await first).status).toBe(200);
       await sender.close();
       const outcome = sender.send({ url: `${receiver.url}/after-close`, headers: {}, body: '{}', timeoutMs: 5000 });
-      (await until('the request after close', () => receiver.held[1])).answer(200);
+      (await waitFor('the request after close', () => receiver.held[1])).answer(200);
       expect(answered(await outcome).status).toBe(200);
       expect(receiver.held.map((h) => h.path)).toEqual(['/first', '/after-close']);
     } finally {

@@ -6,8 +6,8 @@ import { readJson } from '../../store/schema.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
 import { errorSchema } from '../errors.js';
 import { idParams, isIdCursor, pageLimit } from './paging.js';
+import { iso } from '../../iso-time.js';
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 const syncSchema = {
   type: 'object',

@@ -4,6 +4,7 @@ import type { CohortRecord } from '../../store/cohorts-repo.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
 import { errorSchema } from '../errors.js';
 import { idParams, isIdCursor, pageLimit } from './paging.js';
+import { iso } from '../../iso-time.js';
 
 const definitionSchema = {
   type: 'object',
@@ -40,8 +41,8 @@ const present = (c: CohortRecord) => ({
   name: c.name,
   description: c.description,
   definition: c.definition,
-  created_at: new Date(c.createdAt).toISOString(),
-  updated_at: new Date(c.updatedAt).toISOString(),
+  created_at: iso(c.createdAt),
+  updated_at: iso(c.updatedAt),
 });
 
 export async function cohortRoutes(app: FastifyInstance, opts: { admin: CohortAdmin; defaultPageSize: number; maxPageSize: number }) {
