@@ -106,6 +106,8 @@ interface Captured {
   postData: string | null;
   headers: Record<string, string>;
   body: string;
+  /** Set when the reply could not be read, e.g. one still arriving as the context closes. */
+  readError?: string;
 }
 
 interface StoredEvent {
@@ -164,16 +166,16 @@ describe.each([
     page.on('response', (res) => {
       if (!res.url().startsWith(svc.url)) return;
       const req = res.request();
+      const base = { url: res.url(), method: req.method(), status: res.status(), postData: req.postData() };
+      // Never rejects: a reply still being read when the context closes must not become an
+      // unhandled rejection after the tests that await these have finished.
       responses.push(
-        (async () => ({
-          url: res.url(),
-          method: req.method(),
-          status: res.status(),
+        (async (): Promise<Captured> => ({
+          ...base,
           requestHeaders: await req.allHeaders(),
-          postData: req.postData(),
           headers: await res.allHeaders(),
           body: await res.text(),
-        }))(),
+        }))().catch((err: Error) => ({ ...base, requestHeaders: {}, headers: {}, body: '', readError: err.message })),
       );
     });
     await page.goto(`${pageOrigin}/`);
@@ -250,6 +252,7 @@ describe.each([
       return all;
     });
     for (const r of replies) {
+      expect(r.readError).toBeUndefined();
       expect(r.method).toBe('POST');
       expect(r.status).toBe(200);
       expect(JSON.parse(r.body)).toEqual({ status: 1, error: null });
