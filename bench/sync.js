@@ -9,7 +9,8 @@
 // Each run's time is the service's own record (started → finished: snapshot, pages, every page
 // acknowledged by the sink). Beside it, in the same run, a bare undici loop posts the same full
 // export (the same page bodies, built in this process beforehand) to the same sink, with as many
-// pages in flight as the service sends (COHORTCAST_SYNC_PAGES_IN_FLIGHT, default 4).
+// requests in flight as the service can have: the connection's max_concurrency (16), or fewer when
+// COHORTCAST_SYNC_PAGES_IN_FLIGHT (pages a run keeps queued, default 32) is lower.
 // Peak RSS is the serve process's VmHWM after both runs.
 //
 // Targets (DESIGN.md): full under 3 s, diff under 2 s, peak RSS under 500 MB.
@@ -23,6 +24,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Pool, request } from 'undici';
 import { loadConfig } from '../dist/config.js';
+import { syncMemberHead } from '../dist/cohorts/sync-member.js';
 import { createProject } from '../dist/projects/projects.js';
 import { openStore } from '../dist/store/database.js';
 import { migrateToLatest } from '../dist/store/migrate.js';
@@ -33,7 +35,8 @@ const CHURN = envInt('BENCH_CHURN', 0.01, 0.0001);
 const KEEP = process.env.BENCH_KEEP === '1';
 const CPU_PROF = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
 const PAGE = 1000;
-const IN_FLIGHT = Math.floor(envInt('COHORTCAST_SYNC_PAGES_IN_FLIGHT', 4));
+const CONNECTION_CONCURRENCY = 16;
+const IN_FLIGHT = Math.min(CONNECTION_CONCURRENCY, Math.floor(envInt('COHORTCAST_SYNC_PAGES_IN_FLIGHT', 32)));
 const TARGETS = { full_ms: 3000, diff_ms: 2000, peak_rss_mb: 500 };
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const SINK = path.join(ROOT, 'bench', 'sink-server.js');
@@ -47,10 +50,10 @@ async function load(dir) {
     await migrateToLatest(store);
     const project = await createProject(store, 'bench');
     const now = Date.now();
-    const insert = store.raw.prepare('insert into profiles (project_id, distinct_id, properties, created_at, updated_at) values (?, ?, ?, ?, ?)');
+    const insert = store.raw.prepare('insert into profiles (project_id, distinct_id, properties, sync_member, created_at, updated_at) values (?, ?, ?, ?, ?, ?)');
     const t = performance.now();
     store.raw.transaction(() => {
-      for (let i = 0; i < MEMBERS; i++) insert.run(project.id, member(i), JSON.stringify(props(i)), now, now);
+      for (let i = 0; i < MEMBERS; i++) insert.run(project.id, member(i), JSON.stringify(props(i)), syncMemberHead(member(i), props(i)), now, now);
     })();
     log(`${MEMBERS.toLocaleString('en-US')} profiles in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     return project;
@@ -151,7 +154,7 @@ await runMain(async () => {
     await waitReady(serve, `${base}/healthz`);
 
     const cohort = await api(base, project.secret, '/api/v1/cohorts', 'POST', { name: 'Everyone', definition: { property: 'plan', op: 'equals', value: 'pro' } });
-    const connection = await api(base, project.secret, '/api/v1/connections', 'POST', { name: 'sink', url: `${sinkOrigin}/hook`, max_concurrency: 16 });
+    const connection = await api(base, project.secret, '/api/v1/connections', 'POST', { name: 'sink', url: `${sinkOrigin}/hook`, max_concurrency: CONNECTION_CONCURRENCY });
     const sync = await api(base, project.secret, '/api/v1/cohort-syncs', 'POST', { cohort_id: cohort.id, connection_id: connection.id });
     const full = await waitRun(base, project.secret, sync.id, 1);
     log(`full: ${full.members_added} members in ${full.total_pages} pages, ${durationMs(full)} ms`);
@@ -191,7 +194,7 @@ await runMain(async () => {
       peak_rss_mb: rss,
     };
     const met = { full: figures.full_ms < TARGETS.full_ms, diff: figures.diff_ms < TARGETS.diff_ms, rss: rss < TARGETS.peak_rss_mb };
-    console.log(`\n${MEMBERS.toLocaleString('en-US')} members, pages of ${PAGE}, ${IN_FLIGHT} in flight (SQLite)`);
+    console.log(`\n${MEMBERS.toLocaleString('en-US')} members, pages of ${PAGE}, up to ${IN_FLIGHT} requests in flight (SQLite)`);
     console.log(`${'run'.padEnd(26)}${'ms'.padStart(8)}${'members/s'.padStart(12)}${'target'.padStart(10)}`);
     console.log(`${'bare loop, same pages'.padEnd(26)}${String(figures.bare_full_ms).padStart(8)}${String(Math.round(MEMBERS / (bare.ms / 1000))).padStart(12)}${'-'.padStart(10)}`);
     console.log(`${'full sync'.padEnd(26)}${String(figures.full_ms).padStart(8)}${String(figures.full_members_per_s).padStart(12)}${(met.full ? 'met' : 'NOT met').padStart(10)}`);

@@ -11,13 +11,17 @@ import { compileDefinition } from '../store/cohort-sql.js';
 import { insertNotification } from '../store/notifications-repo.js';
 import { cohortDefinitions, getCohort } from '../store/cohorts-repo.js';
 import { findConnection } from '../store/connections-repo.js';
-import { pageMembersJson, planPages, sweepStaleRun, writeSnapshot } from '../store/cohort-sync-repo.js';
+import { insertPages, pageMembersJson, PageRead, planFullPages, profileCount, readSnapshotChunk, shiftPages, stopQueuedPages, sweepStaleRun, writeSnapshot, type SyncAction } from '../store/cohort-sync-repo.js';
+import { requeue } from '../store/outbox-repo.js';
+import { cutDiff, IdStream, PageCutter } from './sync-plan.js';
 import type { Store } from '../store/database.js';
-import { readJson, type CohortSyncsTable, type Database } from '../store/schema.js';
+import { readJson, type CohortSyncsTable, type Database, type SyncRunsTable } from '../store/schema.js';
 
 const OWNER_KIND = 'cohort-sync';
-/** Superseded snapshot rows deleted per scheduler tick: a short write, never a long one. */
-const SWEEP_ROWS = 50_000;
+/** Where a diff's remove pages are numbered while they are cut (see #startRun). */
+const REMOVES_CUT_AT = 1_000_000_000;
+/** Runs whose envelope fields a process keeps at hand. */
+const RUN_CONTEXTS = 64;
 type Trx = Transaction<Database>;
 
 export interface SyncInput {
@@ -37,13 +41,15 @@ const EMAIL = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
  * Cohort syncs, as Mixpanel's Custom Webhook sync does them (seed 002): the first run sends the
  * whole cohort (`members`), later runs `add_members` and `remove_members` against the snapshot of
  * the last successful run (both calls even when empty); a snapshot serves for snapshotTtlMs, then
- * the sync is full again. A run's membership is snapshotted in the database at its start and its
- * pages are fixed then; pages go out one after the other, each sent when the one before it was
- * acknowledged. A run that fails (retries used up) or is paused (400/401/403/404) is resumed, not
- * restarted, by the next run or `resume`: same session, from its first unacknowledged page.
+ * the sync is full again. A run starts by writing its membership (sorted ids, in chunks) and
+ * cutting its pages' ids (a diff merges two snapshots); pages are built and queued as the outbox
+ * takes them, pagesInFlight at a time. A run that fails (retries used up) or is paused
+ * (400/401/403/404) is resumed, not restarted, by the next run or `resume`: same session, from its
+ * first unacknowledged page, a page already sent going again as the same delivery.
  */
 export class CohortSyncs implements DeliveryOwner {
   readonly #scheduler: PeriodicTask;
+  readonly #runs = new Map<number, { run: Selectable<SyncRunsTable>; sync: Selectable<CohortSyncsTable>; exported: string[] }>();
 
   constructor(
     private readonly deps: { store: Store; owners: OwnerRegistry; dispatcher: Dispatcher; config: SyncConfig; log: Logger },
@@ -79,7 +85,7 @@ export class CohortSyncs implements DeliveryOwner {
     }
     if (started) this.deps.dispatcher.wake(true);
     // Snapshots no run will diff against again go in slices, between runs rather than inside one.
-    await sweepStaleRun(this.deps.store.db, SWEEP_ROWS);
+    await sweepStaleRun(this.deps.store.db);
   }
 
   /** Takes the due sync (one process wins), then resumes its unfinished run or starts a new one. */
@@ -97,7 +103,7 @@ export class CohortSyncs implements DeliveryOwner {
     if (current?.state === 'running') return false; // still going: the next interval finds it done
     if (current && current.started_at > now - this.deps.config.snapshotTtlMs) {
       await trx.updateTable('sync_runs').set({ state: 'running', error: null }).where('id', '=', current.id).execute();
-      await this.#sendPages(trx, current.id);
+      await this.#queuePages(trx, current.id, now);
       return true;
     }
     if (current) await trx.updateTable('sync_runs').set({ state: 'abandoned', finished_at: now }).where('id', '=', current.id).execute();
@@ -109,7 +115,8 @@ export class CohortSyncs implements DeliveryOwner {
     const { store, config } = this.deps;
     const cohorts = await cohortDefinitions(trx, sync.project_id);
     const definition = cohorts.get(sync.cohort_id);
-    if (!definition) {
+    const cohort = await trx.selectFrom('cohorts').select(['name', 'description']).where('id', '=', sync.cohort_id).executeTakeFirst();
+    if (!definition || !cohort) {
       await this.#pause(trx, sync.id, `cohort ${sync.cohort_id} no longer exists`, now);
       return;
     }
@@ -128,68 +135,115 @@ export class CohortSyncs implements DeliveryOwner {
         members_added: 0,
         members_removed: 0,
         started_at: now,
+        cohort_name: cohort.name,
+        cohort_description: cohort.description,
       })
       .returning('id')
       .executeTakeFirstOrThrow();
-    const exported = readJson<string[]>(sync.properties_to_export);
     const condition = compileDefinition(definition, { dialect: store.dialect, projectId: sync.project_id, now, cohorts });
-    const members = await writeSnapshot(trx, store.dialect, run.id, sync.project_id, condition, exported);
+    const members = await writeSnapshot(trx, store.dialect, run.id, sync.project_id, condition, config.pageSize);
+    const snapshot = (runId: number) => new IdStream((chunk) => readSnapshotChunk(trx, runId, chunk));
+    const cutter = (action: SyncAction, firstPage: number, scan: number) => new PageCutter(run.id, action, firstPage, config.pageSize, scan, (pages) => insertPages(trx, pages));
     let totals: { total_pages: number; members_added: number; members_removed: number };
     if (baseRunId === null) {
-      const full = await planPages(trx, run.id, null, 'members', 1, config.pageSize);
-      totals = { total_pages: full.pages, members_added: full.members, members_removed: 0 };
+      // Where members are most of the profiles, SQLite builds a page fastest by scanning its id range.
+      const profiles = store.dialect === 'sqlite' ? await profileCount(trx, sync.project_id) : 0;
+      const read = members >= profiles * 0.95 ? PageRead.range : members >= profiles / 4 ? PageRead.probe : PageRead.lookup;
+      const pages = await planFullPages(trx, run.id, store.dialect === 'sqlite' ? read : PageRead.lookup);
+      totals = { total_pages: pages, members_added: members, members_removed: 0 };
     } else {
-      const adds = await planPages(trx, run.id, baseRunId, 'add_members', 1, config.pageSize);
-      const removes = await planPages(trx, run.id, baseRunId, 'remove_members', 1 + adds.pages, config.pageSize);
+      // Remove pages follow the add pages, whose number is known only at the end: cut them far
+      // out, then move them into place.
+      const adds = cutter('add_members', 1, PageRead.lookup);
+      const removes = cutter('remove_members', REMOVES_CUT_AT, PageRead.lookup);
+      await cutDiff(snapshot(run.id), snapshot(baseRunId), adds, removes);
+      await shiftPages(trx, run.id, REMOVES_CUT_AT, adds.pages + 1 - REMOVES_CUT_AT);
       totals = { total_pages: adds.pages + removes.pages, members_added: adds.members, members_removed: removes.members };
     }
     await trx.updateTable('sync_runs').set({ ...totals, members }).where('id', '=', run.id).execute();
     await trx.updateTable('cohort_syncs').set({ current_run_id: run.id, updated_at: now }).where('id', '=', sync.id).execute();
-    await this.#sendPages(trx, run.id);
+    await this.#queuePages(trx, run.id, now);
   }
 
   /**
-   * Enqueues the run's next pages, in page order, until pagesInFlight are out; each body is built
-   * now, from the fixed snapshot. Callers hold the run's row lock (see finished), so two endings
-   * of the same run never send the same page.
+   * Puts the run's next pages in the outbox, in page order, until pagesInFlight are queued and
+   * unacknowledged. A page that was sent before (its run failed or paused) goes again as the same
+   * delivery: the same body and webhook-id. A page never sent is built now, from its fixed ids and
+   * the profiles as they are. Callers hold the run's row lock (see finished), so two endings of
+   * the same run never queue the same page.
    */
-  async #sendPages(trx: Trx, runId: number): Promise<void> {
-    const out = await trx.selectFrom('sync_pages').select((eb) => eb.fn.countAll<number>().as('n')).where('run_id', '=', runId).where('state', '=', 'sent').executeTakeFirstOrThrow();
-    const room = this.deps.config.pagesInFlight - Number(out.n);
-    if (room <= 0) return;
-    const pages = await trx.selectFrom('sync_pages').selectAll().where('run_id', '=', runId).where('state', '=', 'pending').orderBy('page').limit(room).execute();
+  async #queuePages(trx: Trx, runId: number, now: number): Promise<void> {
+    const out = await trx.selectFrom('sync_pages').select((eb) => eb.fn.countAll<number>().as('n')).where('run_id', '=', runId).where('state', '=', 'queued').executeTakeFirstOrThrow();
+    const { pagesInFlight } = this.deps.config;
+    const room = pagesInFlight - Number(out.n);
+    // Refilled by halves, not a page per acknowledgement: batches cost fewer statements per page.
+    if (room <= 0 || (Number(out.n) > 0 && room < pagesInFlight / 2)) return;
+    const pages = await trx.selectFrom('sync_pages').selectAll().where('run_id', '=', runId).where('state', 'in', ['pending', 'stopped']).orderBy('page').limit(room).execute();
     if (pages.length === 0) return;
-    const run = await trx.selectFrom('sync_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
-    const sync = await trx.selectFrom('cohort_syncs').selectAll().where('id', '=', run.sync_id).executeTakeFirstOrThrow();
-    const cohort = await trx.selectFrom('cohorts').select(['name', 'description']).where('id', '=', sync.cohort_id).executeTakeFirst();
-    for (const page of pages) {
-      const members = await pageMembersJson(trx, this.deps.store.dialect, runId, run.base_run_id, page);
-      // The envelope by JSON.stringify, the members (built by the database) spliced in as they are.
-      const head = JSON.stringify({
-        action: page.action,
-        parameters: {
-          mixpanel_project_id: String(sync.project_id),
-          mixpanel_cohort_id: String(sync.cohort_id),
-          mixpanel_cohort_name: cohort?.name ?? '',
-          mixpanel_cohort_description: cohort?.description ?? '',
-          mixpanel_session_id: run.session_id,
-          page_info: { total_pages: run.total_pages, page_count: page.page },
-        },
-      });
-      const body = `${head.slice(0, -2)},"members":${members}}}`;
-      await enqueue(trx, [
-        {
+    const again = pages.filter((p) => p.delivery_id !== null);
+    if (again.length > 0) {
+      await trx
+        .updateTable('deliveries')
+        .set(requeue(now))
+        .where(
+          'id',
+          'in',
+          again.map((p) => p.delivery_id!),
+        )
+        .where('state', '!=', 'succeeded')
+        .execute();
+    }
+    const fresh = pages.filter((p) => p.delivery_id === null);
+    const queued = again.map((p) => ({ page: p.page, deliveryId: p.delivery_id! }));
+    if (fresh.length > 0) {
+      const { run, sync, exported } = await this.#runContext(trx, runId);
+      const bodies: string[] = [];
+      for (const page of fresh) {
+        const members = await pageMembersJson(trx, this.deps.store.dialect, sync.project_id, page, exported);
+        // The envelope by JSON.stringify, the members (built by the database) spliced in as they are.
+        const head = JSON.stringify({
+          action: page.action,
+          parameters: {
+            mixpanel_project_id: String(sync.project_id),
+            mixpanel_cohort_id: String(sync.cohort_id),
+            mixpanel_cohort_name: run.cohort_name ?? '',
+            mixpanel_cohort_description: run.cohort_description ?? '',
+            mixpanel_session_id: run.session_id,
+            page_info: { total_pages: run.total_pages, page_count: page.page },
+          },
+        });
+        bodies.push(`${head.slice(0, -2)},"members":${members}}}`);
+      }
+      const deliveries = await enqueue(
+        trx,
+        fresh.map((page, i) => ({
           projectId: sync.project_id,
           connectionId: sync.connection_id,
           ownerKind: OWNER_KIND,
           ownerId: `${runId}:${page.page}`,
-          policy: 'mixpanel-cohort-sync',
+          policy: 'mixpanel-cohort-sync' as const,
           contentType: 'application/json',
-          body,
-        },
-      ]);
-      await trx.updateTable('sync_pages').set({ state: 'sent' }).where('run_id', '=', runId).where('page', '=', page.page).execute();
+          body: bodies[i]!,
+        })),
+        now,
+      );
+      fresh.forEach((page, i) => queued.push({ page: page.page, deliveryId: deliveries[i]!.id }));
     }
+    for (const q of queued) {
+      await trx.updateTable('sync_pages').set({ state: 'queued', delivery_id: q.deliveryId }).where('run_id', '=', runId).where('page', '=', q.page).execute();
+    }
+  }
+
+  /** What every page of a run is built with; fixed for the run, so read once per run and process. */
+  async #runContext(trx: Trx, runId: number) {
+    const known = this.#runs.get(runId);
+    if (known) return known;
+    const run = await trx.selectFrom('sync_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
+    const sync = await trx.selectFrom('cohort_syncs').selectAll().where('id', '=', run.sync_id).executeTakeFirstOrThrow();
+    const context = { run, sync, exported: readJson<string[]>(sync.properties_to_export) };
+    if (this.#runs.size >= RUN_CONTEXTS) this.#runs.delete(this.#runs.keys().next().value!);
+    this.#runs.set(runId, context);
+    return context;
   }
 
   /** Pauses the sync and, in the same transaction, queues the e-mail to its owners. */
@@ -233,13 +287,15 @@ export class CohortSyncs implements DeliveryOwner {
   async finished(trx: Trx, outcome: DeliveryOutcome): Promise<void> {
     const [runId, pageNo] = outcome.delivery.owner_id.split(':').map(Number) as [number, number];
     const now = Date.now();
+    const pageRow = trx.updateTable('sync_pages').where('run_id', '=', runId).where('page', '=', pageNo);
     if (outcome.outcome === 'delivered') {
-      const page = await trx.updateTable('sync_pages').set({ state: 'acked' }).where('run_id', '=', runId).where('page', '=', pageNo).where('state', '=', 'sent').executeTakeFirst();
+      // A stopped page counts too: its delivery was retried by hand.
+      const page = await pageRow.set({ state: 'acked' }).where('state', 'in', ['queued', 'stopped']).executeTakeFirst();
       if (Number(page.numUpdatedRows) === 0) return; // its run was abandoned, or this ending was recorded already
       const run = await trx.updateTable('sync_runs').set((eb) => ({ pages_acked: eb('pages_acked', '+', 1) })).where('id', '=', runId).returningAll().executeTakeFirstOrThrow();
       // A page of a run that failed or paused meanwhile still counts; nothing more is sent until it resumes.
       if (run.state !== 'running') return;
-      if (run.pages_acked < run.total_pages) return this.#sendPages(trx, runId);
+      if (run.pages_acked < run.total_pages) return this.#queuePages(trx, runId, now);
       await trx.updateTable('sync_runs').set({ state: 'succeeded', finished_at: now }).where('id', '=', runId).execute();
       const sync = await trx.selectFrom('cohort_syncs').select(['interval_ms']).where('id', '=', run.sync_id).executeTakeFirstOrThrow();
       await trx
@@ -250,12 +306,15 @@ export class CohortSyncs implements DeliveryOwner {
       return;
     }
     const reason = outcome.reason ?? `HTTP ${outcome.status ?? '(no answer)'}`;
-    // The page goes again when the run is resumed.
-    const page = await trx.updateTable('sync_pages').set({ state: 'pending' }).where('run_id', '=', runId).where('page', '=', pageNo).where('state', '=', 'sent').executeTakeFirst();
+    // The page goes again, as the same delivery, when the run is resumed.
+    const page = await pageRow.set({ state: 'stopped' }).where('state', '=', 'queued').executeTakeFirst();
     if (Number(page.numUpdatedRows) === 0) return;
     const state = outcome.outcome === 'rejected' ? 'paused' : 'failed';
     const run = await trx.updateTable('sync_runs').set({ state, error: reason }).where('id', '=', runId).where('state', '=', 'running').returning(['sync_id']).executeTakeFirst();
-    if (run && state === 'paused') await this.#pause(trx, run.sync_id, `the receiver refused page ${pageNo}: ${reason}`, now);
+    if (!run) return;
+    // Pages queued behind it wait for the resume instead of going out to a failing receiver.
+    await stopQueuedPages(trx, runId, now);
+    if (state === 'paused') await this.#pause(trx, run.sync_id, `the receiver refused page ${pageNo}: ${reason}`, now);
   }
 
   // ----- administration (the API's operations) -----
@@ -340,8 +399,11 @@ export class CohortSyncs implements DeliveryOwner {
     await this.get(projectId, id);
     await this.deps.store.db.transaction().execute(async (trx) => {
       const runs = trx.selectFrom('sync_runs').select('id').where('sync_id', '=', id);
+      // Pages waiting in the outbox are not sent for a sync that is gone.
+      for (const run of await runs.execute()) await stopQueuedPages(trx, run.id, Date.now());
       await trx.deleteFrom('sync_snapshots').where('run_id', 'in', runs).execute();
       await trx.deleteFrom('sync_pages').where('run_id', 'in', runs).execute();
+      await trx.deleteFrom('sync_page_ids').where('run_id', 'in', runs).execute();
       await trx.deleteFrom('sync_runs').where('sync_id', '=', id).execute();
       await trx.deleteFrom('cohort_syncs').where('id', '=', id).execute();
     });

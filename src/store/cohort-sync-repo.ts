@@ -4,107 +4,210 @@ import type { Database, SyncPagesTable } from './schema.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 export type SyncAction = SyncPagesTable['action'];
-
-/** A page member's fields (seed 002) and the profile properties they come from; exported properties follow. */
-const MEMBER_FIELDS: [string, string][] = [
-  ['email', '$email'],
-  ['first_name', '$first_name'],
-  ['last_name', '$last_name'],
-  ['phone_number', '$phone'],
-];
+export type NewPage = Omit<SyncPagesTable, 'state' | 'delivery_id'> & { ids: string };
 
 /**
- * A member as a page carries it, as one SQL expression on `p`: mixpanel_distinct_id, the identity
- * fields as text, the exported properties as they are; a field with no value (missing, null or
- * empty text) is null here and left out when the page is built (see pageMembersJson), so a diff's
- * snapshot of every member does not pay for it.
+ * Writes the run's membership as chunks of `chunkSize` distinct ids in code-point order (SQLite's
+ * binary order, PostgreSQL's "C" collation, and compareIds in JavaScript all agree on it), and
+ * answers how many members it holds. The ids go from the query into the chunk rows as JSON text:
+ * on SQLite a keyset loop (one indexed range per chunk), on PostgreSQL one INSERT … SELECT.
+ * SQLite's aggregates take rows in the order of an ordered subquery (an ORDER BY inside the
+ * aggregate would sort again what the index already sorted); IdStream checks the order as it reads.
  */
-function memberObject(dialect: Dialect, exported: string[]): RawBuilder<unknown> {
-  const col = sql.ref('p.properties');
+export async function writeSnapshot(trx: Db, dialect: Dialect, runId: number, projectId: number, condition: RawBuilder<boolean>, chunkSize: number): Promise<number> {
   if (dialect === 'postgres') {
-    const fields = MEMBER_FIELDS.map(([field, key]) => sql`${field}::text, nullif(${col} ->> ${key}, '')`);
-    const props = exported.map((k) => sql`${k}::text, case when ${col} ->> ${k} = '' then null else ${col} -> ${k} end`);
-    return sql`jsonb_build_object('mixpanel_distinct_id', p.distinct_id, ${sql.join([...fields, ...props])})`;
+    const res = await sql`insert into sync_snapshots (run_id, chunk, first_id, last_id, member_count, ids)
+      select ${runId}, c, min(id collate "C"), max(id collate "C"), count(*), json_agg(id order by id collate "C")::text
+      from (select p.distinct_id as id, (row_number() over (order by p.distinct_id collate "C") - 1) / ${chunkSize} as c
+            from profiles as p where p.project_id = ${projectId} and ${condition}) as x
+      group by c`.execute(trx);
+    if (Number(res.numAffectedRows ?? 0) === 0) return 0;
+    const total = await trx.selectFrom('sync_snapshots').select((eb) => eb.fn.sum<number>('member_count').as('n')).where('run_id', '=', runId).executeTakeFirstOrThrow();
+    return Number(total.n);
   }
-  const path = (k: string) => `$."${k}"`;
-  const fields = MEMBER_FIELDS.map(([field, key]) => sql`${field}, nullif(cast(${col} ->> ${path(key)} as text), '')`);
-  const props = exported.map((k) => sql`${k}, case when ${col} ->> ${path(k)} = '' then null else ${col} -> ${path(k)} end`);
-  return sql`json_object('mixpanel_distinct_id', p.distinct_id, ${sql.join([...fields, ...props])})`;
+  let members = 0;
+  for (let chunk = 0, after: string | undefined; ; chunk++) {
+    const above = after === undefined ? sql`` : sql`and p.distinct_id > ${after}`;
+    const { rows } = await sql<{ n: number; first: string | null; last: string | null; ids: string }>`
+      select count(*) as n, min(x.id) as first, max(x.id) as last, json_group_array(x.id) as ids
+      from (select p.distinct_id as id from profiles as p where p.project_id = ${projectId} ${above} and ${condition} order by p.distinct_id limit ${chunkSize}) as x`.execute(trx);
+    const got = rows[0];
+    if (!got || Number(got.n) === 0 || got.first === null || got.last === null) return members;
+    await trx.insertInto('sync_snapshots').values({ run_id: runId, chunk, first_id: got.first, last_id: got.last, member_count: Number(got.n), ids: got.ids }).execute();
+    members += Number(got.n);
+    if (Number(got.n) < chunkSize) return members;
+    after = got.last;
+  }
+}
+
+/** One chunk of a run's snapshot, a JSON array of ids (undefined past the last). */
+export async function readSnapshotChunk(db: Db, runId: number, chunk: number): Promise<string | undefined> {
+  const row = await db.selectFrom('sync_snapshots').select('ids').where('run_id', '=', runId).where('chunk', '=', chunk).executeTakeFirst();
+  return row?.ids;
+}
+
+export async function insertPages(db: Db, pages: NewPage[]): Promise<void> {
+  for (let i = 0; i < pages.length; i += 100) {
+    const slice = pages.slice(i, i + 100);
+    await db
+      .insertInto('sync_pages')
+      .values(slice.map(({ ids: _, ...p }) => ({ ...p, state: 'pending' as const, delivery_id: null })))
+      .execute();
+    for (const p of slice) await db.insertInto('sync_page_ids').values({ run_id: p.run_id, page: p.page, ids: p.ids }).execute();
+  }
 }
 
 /**
- * Writes the run's membership snapshot in one INSERT … SELECT, each member in its page form: the
- * members never pass through the process, whatever the cohort's size. Answers how many.
+ * A full run's pages are its snapshot's chunks, one for one (written with chunkSize = the page
+ * size): planned in one statement, their ids never read into the process. An empty cohort still
+ * gets one, empty, page. Answers the number of pages.
  */
-export async function writeSnapshot(trx: Db, dialect: Dialect, runId: number, projectId: number, condition: RawBuilder<boolean>, exported: string[]): Promise<number> {
-  const res = await sql`insert into sync_snapshots (run_id, distinct_id, member)
-    select ${runId}, p.distinct_id, ${memberObject(dialect, exported)} from profiles as p where p.project_id = ${projectId} and ${condition}`.execute(trx);
-  return Number(res.numAffectedRows ?? 0);
+export async function planFullPages(db: Db, runId: number, scan: number): Promise<number> {
+  const res = await db
+    .insertInto('sync_pages')
+    .columns(['run_id', 'page', 'action', 'first_id', 'last_id', 'member_count', 'scan', 'state', 'delivery_id'])
+    .expression((eb) =>
+      eb
+        .selectFrom('sync_snapshots')
+        .select((e) => [
+          'run_id',
+          e('chunk', '+', 1).as('page'),
+          sql.lit('members').as('action'),
+          'first_id',
+          'last_id',
+          'member_count',
+          sql.lit(scan).as('scan'),
+          sql.lit('pending').as('state'),
+          sql.lit(null).as('delivery_id'),
+        ])
+        .where('run_id', '=', runId),
+    )
+    .executeTakeFirst();
+  const pages = Number(res.numInsertedOrUpdatedRows ?? 0);
+  if (pages > 0) return pages;
+  await db.insertInto('sync_pages').values({ run_id: runId, page: 1, action: 'members', first_id: null, last_id: null, member_count: 0, scan, state: 'pending', delivery_id: null }).execute();
+  return 1;
 }
 
-/** The members an action sends: everyone (full), those not in the base (adds), those gone since the base (removes). */
-function actionSet(action: SyncAction, runId: number, baseRunId: number | null): RawBuilder<{ distinct_id: string; member: unknown }> {
-  if (action === 'members') return sql`select s.distinct_id, s.member from sync_snapshots as s where s.run_id = ${runId}`;
-  const [from, other] = action === 'add_members' ? [runId, baseRunId] : [baseRunId, runId];
-  return sql`select s.distinct_id, s.member from sync_snapshots as s where s.run_id = ${from}
-    and not exists (select 1 from sync_snapshots as o where o.run_id = ${other} and o.distinct_id = s.distinct_id)`;
+/** A page's distinct ids, as the JSON text of an array: a full run's from its snapshot chunk. */
+export async function pageIds(db: Db, page: Pick<SyncPagesTable, 'run_id' | 'page' | 'action'>): Promise<string> {
+  const row =
+    page.action === 'members'
+      ? await db.selectFrom('sync_snapshots').select('ids').where('run_id', '=', page.run_id).where('chunk', '=', page.page - 1).executeTakeFirstOrThrow()
+      : await db.selectFrom('sync_page_ids').select('ids').where('run_id', '=', page.run_id).where('page', '=', page.page).executeTakeFirstOrThrow();
+  return row.ids;
+}
+
+/** Moves the pages from `from` on by `by` (remove pages are cut before the number of add pages is known). */
+export async function shiftPages(db: Db, runId: number, from: number, by: number): Promise<void> {
+  await db.updateTable('sync_pages').set((eb) => ({ page: eb('page', '+', by) })).where('run_id', '=', runId).where('page', '>=', from).execute();
+  await db.updateTable('sync_page_ids').set((eb) => ({ page: eb('page', '+', by) })).where('run_id', '=', runId).where('page', '>=', from).execute();
+}
+
+/** How many profiles the project has: how dense a cohort is among them. */
+export async function profileCount(db: Db, projectId: number): Promise<number> {
+  const row = await db.selectFrom('profiles').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', projectId).executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+/** The exported properties appended to each member's head (profiles.sync_member): missing, null or empty text left out. */
+function exportedFields(dialect: Dialect, exported: string[]): RawBuilder<string> {
+  if (exported.length === 0) return sql`''`;
+  const parts = exported.map((k) => {
+    const label = `,${JSON.stringify(k)}:`;
+    if (dialect === 'postgres') {
+      return sql`coalesce(case when jsonb_typeof(p.properties -> ${k}) = 'null' or p.properties ->> ${k} = '' then null else ${label} || (p.properties -> ${k})::text end, '')`;
+    }
+    const path = `$."${k}"`;
+    return sql`coalesce(case when json_type(p.properties, ${path}) = 'null' or p.properties ->> ${path} = '' then null else ${label} || (p.properties -> ${path}) end, '')`;
+  });
+  return sql`(${sql.join(parts, sql` || `)})`;
+}
+
+/** How a page's profiles are read on SQLite (sync_pages.scan): chosen by how dense the cohort is among the profiles. */
+export const PageRead = {
+  /** One lookup per member. */
+  lookup: 0,
+  /** The page's id range, probing each profile against the page's ids. */
+  probe: 1,
+  /** The page's id range as it is: every profile in it is expected to be a member (checked). */
+  range: 2,
+} as const;
+
+/**
+ * A page's members as the JSON text of an array, in the page's id order, each built from the
+ * profile as it is now: its head (profiles.sync_member), the exported properties, the brace. A
+ * member whose profile is gone is sent with its distinct id alone. On SQLite a dense page is read
+ * by scanning its id range (lookups cost twice as much there); when the range turns out to hold
+ * other profiles or to miss a member, the page is read the next, more exact, way.
+ */
+export async function pageMembersJson(db: Db, dialect: Dialect, projectId: number, page: Pick<SyncPagesTable, 'run_id' | 'page' | 'action' | 'first_id' | 'last_id' | 'member_count' | 'scan'>, exported: string[]): Promise<string> {
+  if (page.member_count === 0) return '[]';
+  const ids = await pageIds(db, page);
+  const extra = exportedFields(dialect, exported);
+  if (dialect === 'postgres') {
+    const { rows } = await sql<{ members: string }>`
+      select '[' || coalesce(string_agg(coalesce(p.sync_member || ${extra}, '{"mixpanel_distinct_id":' || to_json(u.id)::text) || '}', ',' order by u.n), '') || ']' as members
+      from json_array_elements_text(cast(${ids} as json)) with ordinality as u(id, n)
+      left join profiles as p on p.project_id = ${projectId} and p.distinct_id = u.id`.execute(db);
+    return rows[0]!.members;
+  }
+  const range = sql`p.project_id = ${projectId} and p.distinct_id >= ${page.first_id} and p.distinct_id <= ${page.last_id}`;
+  if (page.scan === PageRead.range) {
+    // Right when the range's ids are the page's ids, which the JSON text of both shows.
+    const { rows } = await sql<{ ids: string; members: string }>`
+      select json_group_array(x.id) as ids, '[' || coalesce(group_concat(x.m, ','), '') || ']' as members
+      from (select p.distinct_id as id, p.sync_member || ${extra} || '}' as m from profiles as p where ${range} order by p.distinct_id) as x`.execute(db);
+    if (rows[0]!.ids === ids) return rows[0]!.members;
+  }
+  if (page.scan !== PageRead.lookup) {
+    // The unary + keeps SQLite on the range scan, probing the page's ids for each row it reads.
+    const { rows } = await sql<{ n: number; members: string }>`
+      select count(*) as n, '[' || coalesce(group_concat(x.m, ','), '') || ']' as members
+      from (select p.sync_member || ${extra} || '}' as m from profiles as p
+            where ${range} and +p.distinct_id in (select value from json_each(${ids})) order by p.distinct_id) as x`.execute(db);
+    if (Number(rows[0]!.n) === page.member_count) return rows[0]!.members;
+  }
+  const { rows } = await sql<{ members: string }>`
+    select '[' || coalesce(group_concat(x.m, ','), '') || ']' as members
+    from (select coalesce(p.sync_member || ${extra}, '{"mixpanel_distinct_id":' || json_quote(j.value)) || '}' as m
+          from json_each(${ids}) as j left join profiles as p on p.project_id = ${projectId} and p.distinct_id = j.value order by j.key) as x`.execute(db);
+  return rows[0]!.members;
 }
 
 /**
- * Cuts an action's members into pages of `size` in distinct_id order, numbered from `firstPage`:
- * each page is stored as its first id (and the next page's), so its contents are fixed for the
- * run and read back a page at a time. An action with no members still gets one (empty) page.
- * Answers the pages made and the members they hold.
+ * Takes back a run's queued pages that no worker has claimed (the sync paused): their deliveries
+ * are cancelled and the pages stopped, to be sent again, as they are, when the run is resumed.
  */
-export async function planPages(trx: Db, runId: number, baseRunId: number | null, action: SyncAction, firstPage: number, size: number): Promise<{ pages: number; members: number }> {
-  const set = actionSet(action, runId, baseRunId);
-  // Each page's first id in one pass (row_number streams in index order; a count over the whole
-  // set would buffer it); the size is then whole pages plus what the last one holds.
-  const starts = (
-    await sql<{ distinct_id: string }>`select distinct_id from (select x.distinct_id, row_number() over (order by x.distinct_id) as rn from (${set}) as x) as y
-      where (rn - 1) % ${size} = 0 order by distinct_id`.execute(trx)
-  ).rows.map((r) => r.distinct_id);
-  const last = starts.at(-1);
-  const inLast = last === undefined ? 0 : Number((await sql<{ n: number }>`select count(*) as n from (${set}) as x where x.distinct_id >= ${last}`.execute(trx)).rows[0]?.n ?? 0);
-  const total = starts.length === 0 ? 0 : (starts.length - 1) * size + inLast;
-  const rows =
-    starts.length === 0
-      ? [{ run_id: runId, page: firstPage, action, first_id: null, next_first_id: null, member_count: 0, state: 'pending' as const }]
-      : starts.map((first, i) => ({
-          run_id: runId,
-          page: firstPage + i,
-          action,
-          first_id: first,
-          next_first_id: starts[i + 1] ?? null,
-          member_count: Math.min(size, total - i * size),
-          state: 'pending' as const,
-        }));
-  for (let i = 0; i < rows.length; i += 500) await trx.insertInto('sync_pages').values(rows.slice(i, i + 500)).execute();
-  return { pages: rows.length, members: total };
+export async function stopQueuedPages(db: Db, runId: number, now: number): Promise<void> {
+  const queued = db.selectFrom('sync_pages').select('delivery_id').where('run_id', '=', runId).where('state', '=', 'queued');
+  const cancelled = await db
+    .updateTable('deliveries')
+    .set({ state: 'cancelled', outcome: 'cancelled', last_error: 'the cohort sync paused', completed_at: now, updated_at: now })
+    .where('id', 'in', queued)
+    .where('state', '=', sql.lit('pending'))
+    .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_expires_at', '<=', now)]))
+    .returning('id')
+    .execute();
+  if (cancelled.length === 0) return;
+  await db
+    .updateTable('sync_pages')
+    .set({ state: 'stopped' })
+    .where('run_id', '=', runId)
+    .where(
+      'delivery_id',
+      'in',
+      cancelled.map((c) => c.id),
+    )
+    .execute();
 }
 
 /**
- * The members of one page, in distinct_id order, as the JSON text of an array built by the
- * database, fields with no value left out (json_patch onto {} and jsonb_strip_nulls drop nulls).
+ * Deletes the snapshot and pages of one run that no sync will read again (neither a sync's base
+ * nor its current run). The scheduler calls it each tick, off the path of any run. Answers
+ * whether there was one.
  */
-export async function pageMembersJson(trx: Db, dialect: Dialect, runId: number, baseRunId: number | null, page: { action: SyncAction; first_id: string | null; next_first_id: string | null }): Promise<string> {
-  if (page.first_id === null) return '[]';
-  const set = actionSet(page.action, runId, baseRunId);
-  const upper = page.next_first_id === null ? sql`` : sql`and x.distinct_id < ${page.next_first_id}`;
-  const members = sql`(${set}) as x where x.distinct_id >= ${page.first_id} ${upper}`;
-  const array =
-    dialect === 'postgres'
-      ? sql<{ members: string }>`select coalesce(json_agg(jsonb_strip_nulls(x.member) order by x.distinct_id), '[]'::json)::text as members from ${members}`
-      : sql<{ members: string }>`select json_group_array(json_patch('{}', y.member)) as members from (select x.member from ${members} order by x.distinct_id) as y`;
-  return (await array.execute(trx)).rows[0]?.members ?? '[]';
-}
-
-/**
- * Deletes up to `limit` snapshot rows of one run that no sync will read again (neither a sync's
- * base nor its current run), and its pages once its snapshot is gone. A superseded snapshot of a
- * million members is dropped in slices, off the path of any run. Answers whether there was work.
- */
-export async function sweepStaleRun(db: Db, limit: number): Promise<boolean> {
+export async function sweepStaleRun(db: Db): Promise<boolean> {
   const stale = await db
     .selectFrom('sync_runs as r')
     .select('r.id')
@@ -113,15 +216,19 @@ export async function sweepStaleRun(db: Db, limit: number): Promise<boolean> {
       not(exists(selectFrom('cohort_syncs as s').select('s.id').where((eb) => eb.or([eb('s.base_run_id', '=', eb.ref('r.id')), eb('s.current_run_id', '=', eb.ref('r.id'))])))),
     )
     .where(({ or, exists, selectFrom }) =>
-      or([exists(selectFrom('sync_snapshots as x').select('x.run_id').whereRef('x.run_id', '=', 'r.id')), exists(selectFrom('sync_pages as g').select('g.run_id').whereRef('g.run_id', '=', 'r.id'))]),
+      or([
+        exists(selectFrom('sync_snapshots as x').select('x.run_id').whereRef('x.run_id', '=', 'r.id')),
+        exists(selectFrom('sync_pages as g').select('g.run_id').whereRef('g.run_id', '=', 'r.id')),
+        exists(selectFrom('sync_page_ids as i').select('i.run_id').whereRef('i.run_id', '=', 'r.id')),
+      ]),
     )
     .orderBy('r.id')
     .limit(1)
     .executeTakeFirst();
   if (!stale) return false;
-  const slice = db.selectFrom('sync_snapshots').select('distinct_id').where('run_id', '=', stale.id).limit(limit);
-  const res = await db.deleteFrom('sync_snapshots').where('run_id', '=', stale.id).where('distinct_id', 'in', slice).executeTakeFirst();
-  if (Number(res.numDeletedRows) < limit) await db.deleteFrom('sync_pages').where('run_id', '=', stale.id).execute();
+  await db.deleteFrom('sync_snapshots').where('run_id', '=', stale.id).execute();
+  await db.deleteFrom('sync_pages').where('run_id', '=', stale.id).execute();
+  await db.deleteFrom('sync_page_ids').where('run_id', '=', stale.id).execute();
   return true;
 }
 

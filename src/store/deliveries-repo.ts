@@ -1,6 +1,6 @@
 import type { Selectable } from 'kysely';
 import type { Store } from './database.js';
-import { requeue, type DeliveryRow } from './outbox-repo.js';
+import { deliveryBody, requeue, type DeliveryRow } from './outbox-repo.js';
 import type { DeliveryAttemptsTable, DeliveryState } from './schema.js';
 
 export type { DeliveryRow };
@@ -26,7 +26,8 @@ export async function listDeliveries(store: Store, projectId: number, q: Deliver
 }
 
 export async function findDelivery(store: Store, projectId: number, id: number): Promise<DeliveryRow | undefined> {
-  return store.db.selectFrom('deliveries').selectAll().where('project_id', '=', projectId).where('id', '=', id).executeTakeFirst();
+  const row = await store.db.selectFrom('deliveries').selectAll().where('project_id', '=', projectId).where('id', '=', id).executeTakeFirst();
+  return row && { ...row, body: await deliveryBody(store.db, row) };
 }
 
 export async function listAttempts(store: Store, deliveryId: number): Promise<Selectable<DeliveryAttemptsTable>[]> {

@@ -4,6 +4,7 @@ import { foundation } from './migrations/001_foundation.js';
 import { delivery } from './migrations/002_delivery.js';
 import { cohorts } from './migrations/003_cohorts.js';
 import { cohortSyncs } from './migrations/004_cohort_syncs.js';
+import { syncPagesApart } from './migrations/005_sync_pages_apart.js';
 
 /** Ordered by name; never edit a migration that has shipped, add the next one. */
 const MIGRATIONS: [string, (dialect: Store['dialect']) => Migration][] = [
@@ -11,6 +12,7 @@ const MIGRATIONS: [string, (dialect: Store['dialect']) => Migration][] = [
   ['002_delivery', delivery],
   ['003_cohorts', cohorts],
   ['004_cohort_syncs', cohortSyncs],
+  ['005_sync_pages_apart', syncPagesApart],
 ];
 
 /** Every migration's name, in order: what a fully migrated database has recorded. */
@@ -24,15 +26,20 @@ function migrations(store: Store): Record<string, Migration> {
 const MIGRATION_LOCK = 0x636f686f;
 
 export async function migrateToLatest(store: Store): Promise<MigrationResultSet> {
+  return migrateTo(store, migrationNames.at(-1)!);
+}
+
+/** Migrates up (or down) to the named migration: the latest for running, an earlier one to test an upgrade. */
+export async function migrateTo(store: Store, name: string): Promise<MigrationResultSet> {
   const migratorOn = (db: Kysely<any>) => new Migrator({ db, provider: { getMigrations: async () => migrations(store) } });
-  if (store.dialect === 'sqlite') return check(await migratorOn(store.db).migrateToLatest());
+  if (store.dialect === 'sqlite') return check(await migratorOn(store.db).migrateTo(name));
   // Kysely creates its bookkeeping tables before it locks, which races between
   // processes; a session advisory lock around the whole run closes that gap. The
   // migrator runs on the locking connection itself, so a pool of one suffices.
   return store.db.connection().execute(async (conn) => {
     await sql`select pg_advisory_lock(${MIGRATION_LOCK})`.execute(conn);
     try {
-      return check(await migratorOn(conn).migrateToLatest());
+      return check(await migratorOn(conn).migrateTo(name));
     } finally {
       await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(conn);
     }

@@ -5,9 +5,19 @@ import { sqliteOutbox } from './sqlite-outbox.js';
 
 export type DeliveryRow = Selectable<DeliveriesTable>;
 
-/** What sending and recording a delivery need: claims return only these (each column costs). */
-const CLAIMED = ['id', 'project_id', 'connection_id', 'webhook_id', 'owner_kind', 'owner_id', 'policy', 'content_type', 'body', 'headers', 'attempts', 'round_attempts', 'next_attempt_at'] as const;
-export type ClaimedDelivery = Pick<DeliveryRow, (typeof CLAIMED)[number]>;
+/** What sending and recording a delivery need: claims return only these (each column costs), and the body. */
+const CLAIMED_COLUMNS = ['id', 'project_id', 'connection_id', 'webhook_id', 'owner_kind', 'owner_id', 'policy', 'content_type', 'headers', 'attempts', 'round_attempts', 'next_attempt_at'] as const;
+export type ClaimedDelivery = Pick<DeliveryRow, (typeof CLAIMED_COLUMNS)[number] | 'body'>;
+
+/**
+ * A body longer than this is stored apart, in delivery_bodies: SQLite rewrites a whole row on
+ * every update, and a delivery is updated at least twice (lease, outcome), which for a 125 KB
+ * cohort-sync page cost more than sending it.
+ */
+const BODY_APART_CHARS = 8192;
+const BODY = `case when body_apart = 1 then (select b.body from delivery_bodies as b where b.delivery_id = deliveries.id) else body end`;
+const CLAIMED_SQL = [...CLAIMED_COLUMNS, `${BODY} as body`];
+const claimedBody = sql.raw<string>(BODY).as('body');
 
 /**
  * 'pending' written into the SQL, not bound: SQLite uses a partial index (deliveries_due, WHERE
@@ -32,7 +42,7 @@ export interface NewDeliveryRow {
 /** Inserts deliveries; pass the producer's transaction so they commit with its state change. */
 export async function insertDeliveries(db: Db, rows: NewDeliveryRow[], now: number): Promise<{ id: number; webhook_id: string }[]> {
   if (rows.length === 0) return [];
-  return db
+  const inserted = await db
     .insertInto('deliveries')
     .values(
       rows.map((r) => ({
@@ -43,7 +53,8 @@ export async function insertDeliveries(db: Db, rows: NewDeliveryRow[], now: numb
         owner_id: r.ownerId,
         policy: r.policy,
         content_type: r.contentType,
-        body: r.body,
+        body: r.body.length > BODY_APART_CHARS ? '' : r.body,
+        body_apart: r.body.length > BODY_APART_CHARS ? 1 : 0,
         headers: JSON.stringify(r.headers),
         state: 'pending' as const,
         attempts: 0,
@@ -55,6 +66,17 @@ export async function insertDeliveries(db: Db, rows: NewDeliveryRow[], now: numb
     )
     .returning(['id', 'webhook_id'])
     .execute();
+  const apart = inserted.flatMap((d, i) => (rows[i]!.body.length > BODY_APART_CHARS ? [{ delivery_id: d.id, body: rows[i]!.body }] : []));
+  // One row at a time: a statement's parameters stay small whatever the bodies' size.
+  for (const b of apart) await db.insertInto('delivery_bodies').values(b).execute();
+  return inserted;
+}
+
+/** A delivery's body, wherever it is stored. */
+export async function deliveryBody(db: Db, row: Pick<DeliveryRow, 'id' | 'body' | 'body_apart'>): Promise<string> {
+  if (row.body_apart !== 1) return row.body;
+  const apart = await db.selectFrom('delivery_bodies').select('body').where('delivery_id', '=', row.id).executeTakeFirst();
+  return apart?.body ?? '';
 }
 
 /**
@@ -92,7 +114,7 @@ export async function dueConnections(store: Store, now: number): Promise<number[
 export async function claimDeliveries(store: Store, connectionId: number, limit: number, worker: string, now: number, leaseMs: number): Promise<ClaimedDelivery[]> {
   if (store.dialect === 'sqlite') {
     const { raw } = store;
-    return store.db.connection().execute(async () => sqliteOutbox(raw, CLAIMED).claim(connectionId, limit, worker, now, leaseMs));
+    return store.db.connection().execute(async () => sqliteOutbox(raw, CLAIMED_SQL).claim(connectionId, limit, worker, now, leaseMs));
   }
   const due = store.db
     .selectFrom('deliveries')
@@ -108,7 +130,7 @@ export async function claimDeliveries(store: Store, connectionId: number, limit:
     .updateTable('deliveries')
     .set({ lease_owner: worker, lease_expires_at: now + leaseMs, next_attempt_at: now + leaseMs, updated_at: now })
     .where('id', 'in', due)
-    .returning(CLAIMED)
+    .returning([...CLAIMED_COLUMNS, claimedBody])
     .execute();
 }
 
@@ -147,7 +169,7 @@ export async function claimDelivery(store: Store, id: number, worker: string, no
     .where('id', '=', id)
     .where('state', '=', PENDING)
     .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
-    .returning(CLAIMED)
+    .returning([...CLAIMED_COLUMNS, claimedBody])
     .executeTakeFirst();
 }
 
@@ -174,7 +196,7 @@ export type AttemptRow = Omit<Selectable<DeliveryAttemptsTable>, 'id' | 'respons
  */
 export async function recordAttempts(store: Store, trx: Transaction<Database>, worker: string, attempts: AttemptRow[], outcomes: AttemptOutcomeRow[], now: number): Promise<Set<number>> {
   // The transaction holds SQLite's one connection: the prepared statements run inside it.
-  if (store.dialect === 'sqlite') return sqliteOutbox(store.raw, CLAIMED).record(worker, attempts, outcomes, now);
+  if (store.dialect === 'sqlite') return sqliteOutbox(store.raw, CLAIMED_SQL).record(worker, attempts, outcomes, now);
   if (attempts.length > 0) await trx.insertInto('delivery_attempts').values(attempts).execute();
   if (outcomes.length === 0) return new Set();
   // One statement for the batch: a CTE of VALUES.

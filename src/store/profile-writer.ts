@@ -1,4 +1,5 @@
 import { sql, type Transaction } from 'kysely';
+import { syncMemberHead } from '../cohorts/sync-member.js';
 import type { Store } from './database.js';
 import { readJson, type Database } from './schema.js';
 
@@ -83,10 +84,11 @@ export async function updateUserProfiles(store: Store, projectId: number, update
         continue;
       }
       const properties = JSON.stringify(row.properties);
+      const sync_member = syncMemberHead(distinctId, row.properties);
       await trx
         .insertInto('profiles')
-        .values({ project_id: projectId, distinct_id: distinctId, properties, created_at: now, updated_at: now })
-        .onConflict((oc) => oc.columns(['project_id', 'distinct_id']).doUpdateSet({ properties, updated_at: now }))
+        .values({ project_id: projectId, distinct_id: distinctId, properties, sync_member, created_at: now, updated_at: now })
+        .onConflict((oc) => oc.columns(['project_id', 'distinct_id']).doUpdateSet({ properties, sync_member, updated_at: now }))
         .execute();
     }
   });

@@ -43,6 +43,8 @@ export interface ProfilesTable {
   project_id: number;
   distinct_id: string;
   properties: Json;
+  /** The profile as a cohort-sync page member, without its closing brace (cohorts/sync-member.ts). */
+  sync_member: string;
   created_at: number;
   updated_at: number;
 }
@@ -105,7 +107,9 @@ export interface DeliveriesTable {
   owner_id: string;
   policy: string;
   content_type: string;
+  /** Empty when body_apart: a large body lives in delivery_bodies. */
   body: string;
+  body_apart: Generated<number>;
   headers: Json;
   state: DeliveryState;
   outcome: string | null;
@@ -181,12 +185,19 @@ export interface SyncRunsTable {
   error: string | null;
   started_at: number;
   finished_at: number | null;
+  /** The cohort's name and description when the run started: every page of the session carries them. */
+  cohort_name: string | null;
+  cohort_description: string | null;
 }
 
 export interface SyncSnapshotsTable {
   run_id: number;
-  distinct_id: string;
-  member: Json;
+  chunk: number;
+  first_id: string;
+  last_id: string;
+  member_count: number;
+  /** JSON array of distinct ids, code-point order. */
+  ids: string;
 }
 
 export interface SyncPagesTable {
@@ -194,9 +205,23 @@ export interface SyncPagesTable {
   page: number;
   action: 'members' | 'add_members' | 'remove_members';
   first_id: string | null;
-  next_first_id: string | null;
+  last_id: string | null;
   member_count: number;
-  state: 'pending' | 'sent' | 'acked';
+  scan: number;
+  state: 'pending' | 'queued' | 'acked' | 'stopped';
+  delivery_id: number | null;
+}
+
+export interface SyncPageIdsTable {
+  run_id: number;
+  page: number;
+  /** JSON array of distinct ids, code-point order. */
+  ids: string;
+}
+
+export interface DeliveryBodiesTable {
+  delivery_id: number;
+  body: string;
 }
 
 export interface NotificationsTable {
@@ -229,11 +254,13 @@ export interface Database {
   connections: ConnectionsTable;
   deliveries: DeliveriesTable;
   delivery_attempts: DeliveryAttemptsTable;
+  delivery_bodies: DeliveryBodiesTable;
   cohorts: CohortsTable;
   cohort_syncs: CohortSyncsTable;
   sync_runs: SyncRunsTable;
   sync_snapshots: SyncSnapshotsTable;
   sync_pages: SyncPagesTable;
+  sync_page_ids: SyncPageIdsTable;
   notifications: NotificationsTable;
 }
 

@@ -21,6 +21,7 @@ const validate = new Ajv({ allErrors: true }).compile(schema);
 
 interface Seen {
   request: CohortSyncRequest;
+  body: string;
   webhookId: string;
   contentType: string | undefined;
   authorization: string | undefined;
@@ -55,7 +56,7 @@ beforeAll(async () => {
       const parsed: unknown = JSON.parse(body);
       if (!validate(parsed)) schemaErrors.push(JSON.stringify(validate.errors));
       const request = parseCohortSync(parsed);
-      seen.push({ request, webhookId, contentType: req.headers['content-type'], authorization: req.headers.authorization });
+      seen.push({ request, body, webhookId, contentType: req.headers['content-type'], authorization: req.headers.authorization });
       res.setHeader('content-type', 'application/json');
       if (answer === '500') return res.writeHead(500).end('{"error":"busy"}');
       if (answer === 'refuse') return res.writeHead(200).end(JSON.stringify(cohortSyncReply(request.action, { message: 'cohort quota exceeded', code: 400 })));
@@ -167,6 +168,10 @@ describe('cohort sync to a custom webhook', () => {
     await waitFor('every attempt of both pages', async () => (seen.length >= 12 ? true : undefined));
     expect(byPage((s) => s.request.parameters.page_info.page_count)).toEqual([1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
     expect((await api(`/api/v1/cohort-syncs/${syncId}`)).body.state).toBe('active');
+    // The pages as they went out, to compare the resumed run's with, byte for byte.
+    const sentBefore = byPage((s) => [s.body, s.webhookId]).filter((_, i) => i % 6 === 0);
+    // A profile on a page changes meanwhile: the page already sent is sent again as it was.
+    await setProfiles({ u9: { $email: 'changed@example.com' } });
     answer = 'ok';
     seen.length = 0;
     await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST');
@@ -175,6 +180,10 @@ describe('cohort sync to a custom webhook', () => {
     expect(byPage((s) => [s.request.action, s.request.parameters.mixpanel_session_id])).toEqual([
       ['add_members', failed.session_id],
       ['remove_members', failed.session_id],
+    ]);
+    expect(byPage((s) => [s.body, s.webhookId])).toEqual(sentBefore);
+    expect(seen.find((s) => s.request.action === 'add_members')!.request.parameters.members).toEqual([
+      { mixpanel_distinct_id: 'u9', email: 'u9@example.com', first_name: 'User9', company: 'C9' },
     ]);
     expect(mirror.members(String(cohort.body.id)).map((m) => m.mixpanel_distinct_id)).toEqual(await cohortMembers(cohort.body.id));
 
@@ -195,10 +204,14 @@ describe('cohort sync to a custom webhook', () => {
     const refusedRun = await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST');
     expect(refusedRun.status).toBe(409);
     expect(refusedRun.body.error.message).toMatch(/is paused .*resume/);
+    const refusedPages = byPage((s) => [s.body, s.webhookId]);
     answer = 'ok';
+    seen.length = 0;
     expect((await api(`/api/v1/cohort-syncs/${syncId}/resume`, 'POST')).status).toBe(202);
     const done = await runEnded(syncId, 5);
     expect(done.session_id).toBe(paused.session_id);
+    // Both pages were refused: both go again, as they were.
+    expect(byPage((s) => [s.body, s.webhookId])).toEqual(refusedPages);
     expect((await api(`/api/v1/cohort-syncs/${syncId}`)).body.state).toBe('active');
     expect(mirror.members(String(cohort.body.id)).map((m) => m.mixpanel_distinct_id)).toEqual(await cohortMembers(cohort.body.id));
     expect((await api(`/api/v1/cohort-syncs/${syncId}/resume`, 'POST')).status).toBe(409);
