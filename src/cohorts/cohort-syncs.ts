@@ -279,10 +279,10 @@ export class CohortSyncs implements DeliveryOwner {
   }
 
   /**
-   * A page's delivery ended (inside the transaction that records it): acknowledge it and send the
-   * next, finish the run, or fail or pause it. The run's row is updated before anything more is
-   * sent, which locks it on PostgreSQL: endings of one run's pages take turns. A failed or paused
-   * run always keeps its failing page pending, so resuming it always has a page to send.
+   * A page's delivery ended (inside the transaction that records it): acknowledge it and queue
+   * more, finish the run, or fail or pause it. The run's row is updated before anything more is
+   * queued, which locks it on PostgreSQL: endings of one run's pages take turns. A failed or paused
+   * run always keeps its failing page stopped, so resuming it always has a page to send.
    */
   async finished(trx: Trx, outcome: DeliveryOutcome): Promise<void> {
     const [runId, pageNo] = outcome.delivery.owner_id.split(':').map(Number) as [number, number];

@@ -146,6 +146,23 @@ describe('connection changes', () => {
 });
 
 describe('deliveries', () => {
+  it('sends a large body (kept apart from its delivery row) whole, signed, and shows it', async () => {
+    const c = await createConnection();
+    status = 200;
+    // Past the 8 KB kept inline: a cohort-sync page is about 125 KB.
+    const body = JSON.stringify({ members: Array.from({ length: 2000 }, (_, i) => ({ id: `m${i}`, note: 'é😀' })) });
+    expect(body.length).toBeGreaterThan(8192);
+    const [made] = await enqueue(svc.service.store.db, [{ projectId: svc.project.id, connectionId: c.id, ownerKind: 'test', ownerId: 1, policy: 'standard', contentType: 'application/json', body }]);
+    const row = await svc.service.store.db.selectFrom('deliveries').select(['body', 'body_apart']).where('id', '=', made!.id).executeTakeFirstOrThrow();
+    expect(row).toEqual({ body: '', body_apart: 1 });
+    svc.service.delivery.dispatcher.wake(true);
+    const hit = await waitFor(async () => hits().find((h) => h.headers['webhook-id'] === made!.webhook_id));
+    expect(hit.body).toBe(body);
+    new Webhook(c.signing_secret).verify(hit.body, hit.headers as Record<string, string>);
+    const shown = await call<{ state: string; body: string }>(`/api/v1/deliveries/${made!.id}`);
+    expect(shown.body.body).toBe(body);
+  });
+
   it('retries a failed delivery by hand, with the same webhook-id, and recovers failures in a time window', async () => {
     const c = await createConnection();
     status = 500;
