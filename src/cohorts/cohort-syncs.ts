@@ -84,7 +84,7 @@ export class CohortSyncs implements DeliveryOwner {
       }
     }
     if (started) this.deps.dispatcher.wake(true);
-    // Snapshots no run will diff against again go in slices, between runs rather than inside one.
+    // Snapshots and pages no run will read again are dropped here, off the path of any run.
     await sweepStaleRun(this.deps.store.db);
   }
 
