@@ -21,6 +21,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import BetterSqlite3 from 'better-sqlite3';
 import { loadConfig } from '../dist/config.js';
+import { syncMemberHead } from '../dist/cohorts/sync-member.js';
 import { dedupKey } from '../dist/ingest/events.js';
 import { cohortMembers, cohortSize } from '../dist/store/cohorts-repo.js';
 import { openStore } from '../dist/store/database.js';
@@ -41,13 +42,13 @@ function load(raw, now) {
   let seed = 7;
   const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
   raw.prepare('insert into projects (id, name, token, secret_hash, created_at) values (1, ?, ?, ?, ?)').run('bench', 'bench-token', 'bench-secret-hash', now);
-  const profile = raw.prepare('insert into profiles (project_id, distinct_id, properties, created_at, updated_at) values (1, ?, ?, ?, ?)');
+  const profile = raw.prepare('insert into profiles (project_id, distinct_id, properties, sync_member, created_at, updated_at) values (1, ?, jsonb(?), ?, ?, ?)');
   const plans = ['free', 'free', 'pro', 'team'];
   let t = performance.now();
   raw.transaction(() => {
     for (let i = 0; i < PROFILES; i++) {
       const props = { plan: plans[i % 4], $email: `${user(i)}@example.com`, $first_name: 'Ada', seats: i % 50 };
-      profile.run(user(i), JSON.stringify(props), now, now);
+      profile.run(user(i), JSON.stringify(props), syncMemberHead(user(i), props), now, now);
     }
   })();
   log(`${PROFILES.toLocaleString('en-US')} profiles in ${((performance.now() - t) / 1000).toFixed(1)} s`);

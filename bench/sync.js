@@ -10,7 +10,7 @@
 // acknowledged by the sink). Beside it, in the same run, a bare undici loop posts the same full
 // export (the same page bodies, built in this process beforehand) to the same sink, with as many
 // requests in flight as the service can have: the connection's max_concurrency (16), or fewer when
-// COHORTCAST_SYNC_PAGES_IN_FLIGHT (pages a run keeps queued, default 32) is lower.
+// COHORTCAST_SYNC_PAGES_IN_FLIGHT (pages a run keeps queued, default 48) is lower.
 // Peak RSS is the serve process's VmHWM after both runs.
 //
 // Targets (DESIGN.md): full under 3 s, diff under 2 s, peak RSS under 500 MB.
@@ -36,7 +36,7 @@ const KEEP = process.env.BENCH_KEEP === '1';
 const CPU_PROF = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
 const PAGE = 1000;
 const CONNECTION_CONCURRENCY = 16;
-const IN_FLIGHT = Math.min(CONNECTION_CONCURRENCY, Math.floor(envInt('COHORTCAST_SYNC_PAGES_IN_FLIGHT', 32)));
+const IN_FLIGHT = Math.min(CONNECTION_CONCURRENCY, Math.floor(envInt('COHORTCAST_SYNC_PAGES_IN_FLIGHT', 48)));
 const TARGETS = { full_ms: 3000, diff_ms: 2000, peak_rss_mb: 500 };
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const SINK = path.join(ROOT, 'bench', 'sink-server.js');
@@ -50,7 +50,7 @@ async function load(dir) {
     await migrateToLatest(store);
     const project = await createProject(store, 'bench');
     const now = Date.now();
-    const insert = store.raw.prepare('insert into profiles (project_id, distinct_id, properties, sync_member, created_at, updated_at) values (?, ?, ?, ?, ?, ?)');
+    const insert = store.raw.prepare('insert into profiles (project_id, distinct_id, properties, sync_member, created_at, updated_at) values (?, ?, jsonb(?), ?, ?, ?)');
     const t = performance.now();
     store.raw.transaction(() => {
       for (let i = 0; i < MEMBERS; i++) insert.run(project.id, member(i), JSON.stringify(props(i)), syncMemberHead(member(i), props(i)), now, now);

@@ -221,7 +221,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     },
     sync: {
       pageSize: intFromEnv(env, 'COHORTCAST_SYNC_PAGE_SIZE', 1000, 1),
-      pagesInFlight: intFromEnv(env, 'COHORTCAST_SYNC_PAGES_IN_FLIGHT', 32, 1),
+      pagesInFlight: intFromEnv(env, 'COHORTCAST_SYNC_PAGES_IN_FLIGHT', 48, 1),
       snapshotTtlMs: intFromEnv(env, 'COHORTCAST_SYNC_SNAPSHOT_TTL_MS', 3 * 24 * HOUR, 1),
       defaultIntervalMinutes: intFromEnv(env, 'COHORTCAST_SYNC_DEFAULT_INTERVAL_MINUTES', 30, 1),
       schedulerIntervalMs: intFromEnv(env, 'COHORTCAST_SYNC_SCHEDULER_INTERVAL_MS', 1000, 1),

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import type { Selectable, Transaction } from 'kysely';
+import { sql, type Selectable, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { SyncConfig } from '../config.js';
 import type { Dispatcher } from '../delivery/dispatcher.js';
@@ -229,9 +229,16 @@ export class CohortSyncs implements DeliveryOwner {
       );
       fresh.forEach((page, i) => queued.push({ page: page.page, deliveryId: deliveries[i]!.id }));
     }
-    for (const q of queued) {
-      await trx.updateTable('sync_pages').set({ state: 'queued', delivery_id: q.deliveryId }).where('run_id', '=', runId).where('page', '=', q.page).execute();
-    }
+    await trx
+      .updateTable('sync_pages')
+      .set({ state: 'queued', delivery_id: sql<number>`case page ${sql.join(queued.map((q) => sql`when ${q.page} then cast(${q.deliveryId} as bigint)`), sql` `)} end` })
+      .where('run_id', '=', runId)
+      .where(
+        'page',
+        'in',
+        queued.map((q) => q.page),
+      )
+      .execute();
   }
 
   /** What every page of a run is built with; fixed for the run, so read once per run and process. */

@@ -1,6 +1,7 @@
 import type { Definition } from '../cohorts/definition.js';
 import { compileDefinition } from './cohort-sql.js';
 import type { Store } from './database.js';
+import { profilePropertiesText } from './json-sql.js';
 import type { Kysely, Transaction } from 'kysely';
 import { readJson, type Database } from './schema.js';
 
@@ -89,7 +90,7 @@ export interface Evaluation {
 /** A page of the cohort's members (profiles), in distinct_id order, after `after`. */
 export async function cohortMembers(store: Store, e: Evaluation, after: string | undefined, limit: number) {
   const condition = compileDefinition(e.definition, { dialect: store.dialect, projectId: e.projectId, now: e.now, cohorts: e.cohorts });
-  let q = store.db.selectFrom('profiles as p').select(['p.distinct_id', 'p.properties']).where('p.project_id', '=', e.projectId).where(condition);
+  let q = store.db.selectFrom('profiles as p').select(['p.distinct_id', profilePropertiesText(store.dialect, 'p.properties').as('properties')]).where('p.project_id', '=', e.projectId).where(condition);
   if (after !== undefined) q = q.where('p.distinct_id', '>', after);
   const rows = await q.orderBy('p.distinct_id').limit(limit).execute();
   return rows.map((r) => ({ distinctId: r.distinct_id, properties: readJson(r.properties) }));

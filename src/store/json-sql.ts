@@ -11,3 +11,17 @@ export function jsonPropertyIn(dialect: Dialect, column: string, key: string, js
 
 /** Property names a JSON path can address on both databases. */
 export const isAddressableKey = (key: string): boolean => key.length > 0 && key.length <= 255 && !/["\\]/.test(key);
+
+/**
+ * Profile properties as JSON text. SQLite keeps them as JSONB, parsed once when written: a cohort
+ * condition over a million profiles then reads a binary form instead of parsing each profile's
+ * text (0.35 s instead of 0.6 s); every JSON function takes either form.
+ */
+export function profilePropertiesText(dialect: Dialect, column: string): RawBuilder<string> {
+  return dialect === 'sqlite' ? sql<string>`json(${sql.ref(column)})` : sql<string>`${sql.ref(column)}`;
+}
+
+/** JSON text as profile properties are stored (see profilePropertiesText). */
+export function profilePropertiesValue(dialect: Dialect, text: string): RawBuilder<string> {
+  return dialect === 'sqlite' ? sql<string>`jsonb(${text})` : sql<string>`${text}`;
+}

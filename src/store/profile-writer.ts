@@ -1,6 +1,7 @@
 import { sql, type Transaction } from 'kysely';
 import { syncMemberHead } from '../cohorts/sync-member.js';
 import type { Store } from './database.js';
+import { profilePropertiesText, profilePropertiesValue } from './json-sql.js';
 import { readJson, type Database } from './schema.js';
 
 export type Properties = Record<string, unknown>;
@@ -71,7 +72,7 @@ export async function updateUserProfiles(store: Store, projectId: number, update
     await lockKeys(store, trx, ids.map((id) => `profile:${projectId}:${id}`));
     const existing = await trx
       .selectFrom('profiles')
-      .select(['distinct_id', 'properties'])
+      .select(['distinct_id', profilePropertiesText(store.dialect, 'properties').as('properties')])
       .where('project_id', '=', projectId)
       .where('distinct_id', 'in', ids)
       .execute();
@@ -83,7 +84,7 @@ export async function updateUserProfiles(store: Store, projectId: number, update
         }
         continue;
       }
-      const properties = JSON.stringify(row.properties);
+      const properties = profilePropertiesValue(store.dialect, JSON.stringify(row.properties));
       const sync_member = syncMemberHead(distinctId, row.properties);
       await trx
         .insertInto('profiles')

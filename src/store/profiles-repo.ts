@@ -1,5 +1,5 @@
 import type { Store } from './database.js';
-import { jsonPropertyIn } from './json-sql.js';
+import { jsonPropertyIn, profilePropertiesText } from './json-sql.js';
 import { readJson } from './schema.js';
 import type { Properties } from './profile-writer.js';
 
@@ -21,7 +21,7 @@ export interface ProfileQuery {
 export async function getProfile(store: Store, projectId: number, distinctId: string): Promise<ProfileRecord | undefined> {
   const row = await store.db
     .selectFrom('profiles')
-    .selectAll()
+    .select(['distinct_id', profilePropertiesText(store.dialect, 'properties').as('properties'), 'created_at', 'updated_at'])
     .where('project_id', '=', projectId)
     .where('distinct_id', '=', distinctId)
     .executeTakeFirst();
@@ -30,7 +30,10 @@ export async function getProfile(store: Store, projectId: number, distinctId: st
 
 /** A page of profiles in distinct_id order, starting after `after`. */
 export async function listProfiles(store: Store, projectId: number, q: ProfileQuery): Promise<ProfileRecord[]> {
-  let query = store.db.selectFrom('profiles').selectAll().where('project_id', '=', projectId);
+  let query = store.db
+    .selectFrom('profiles')
+    .select(['distinct_id', profilePropertiesText(store.dialect, 'properties').as('properties'), 'created_at', 'updated_at'])
+    .where('project_id', '=', projectId);
   if (q.distinctIds?.length) query = query.where('distinct_id', 'in', q.distinctIds);
   for (const [key, values] of Object.entries(q.equals ?? {})) {
     query = query.where(jsonPropertyIn(store.dialect, 'properties', key, values));

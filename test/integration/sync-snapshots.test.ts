@@ -7,6 +7,7 @@ import { insertPages, pageMembersJson, PageRead, readSnapshotChunk, writeSnapsho
 import { openStore, type Store } from '../../src/store/database.js';
 import { migrateTo, migrateToLatest } from '../../src/store/migrate.js';
 import { updateUserProfiles, type Properties } from '../../src/store/profile-writer.js';
+import { getProfile } from '../../src/store/profiles-repo.js';
 import { createTestDatabase, dialectUnderTest, type TestDatabase } from '../helpers/database.js';
 
 /**
@@ -59,6 +60,12 @@ describe(`cohort sync storage on ${dialectUnderTest}`, () => {
     const row = await store.db.selectFrom('profiles').select('sync_member').where('distinct_id', '=', 'old').executeTakeFirstOrThrow();
     expect(row.sync_member).toBe(syncMemberHead('old', { $email: 'old@example.com', $first_name: '', $phone: 5551234 }));
     expect(JSON.parse(`${row.sync_member}}`)).toEqual({ mixpanel_distinct_id: 'old', email: 'old@example.com', phone_number: '5551234' });
+    // Its properties read back as they were written; SQLite now keeps them as JSONB.
+    expect((await getProfile(store, project, 'old'))?.properties).toEqual({ $email: 'old@example.com', $first_name: '', $phone: 5551234, plan: 'pro' });
+    if (dialectUnderTest === 'sqlite') {
+      const { rows } = await sql<{ t: string }>`select typeof(properties) as t from profiles where distinct_id = 'old'`.execute(store.db);
+      expect(rows[0]!.t).toBe('blob');
+    }
   });
 
   it('keeps snapshots in code-point order, so the merge finds exactly who joined and who left', async () => {

@@ -10,7 +10,8 @@ const BACKFILL_ROWS = 1000;
  * - sync_snapshots hold a run's membership as chunks of sorted ids, and sync_pages each page's ids:
  *   a diff is a merge of two sorted streams, not two anti-joins over a million rows;
  * - a large delivery body is stored apart (delivery_bodies), so the updates of a delivery's life
- *   (lease, outcome) do not rewrite it.
+ *   (lease, outcome) do not rewrite it;
+ * - on SQLite, profile properties are stored as JSONB: cohort conditions read them without parsing.
  * Runs under way are abandoned (their syncs start again with a full run); their queued pages are cancelled.
  */
 export function syncPagesApart(dialect: Dialect): Migration {
@@ -31,6 +32,9 @@ export function syncPagesApart(dialect: Dialect): Migration {
         const last = rows[rows.length - 1]!;
         [project, after] = [last.project_id, last.distinct_id];
       }
+
+      // SQLite keeps profile properties as JSONB from now on (store/json-sql.ts profilePropertiesText).
+      if (dialect === 'sqlite') await sql`update profiles set properties = jsonb(properties)`.execute(db);
 
       await db.schema.alterTable('deliveries').addColumn('body_apart', 'integer', (c) => c.notNull().defaultTo(0)).execute();
       await db.schema
