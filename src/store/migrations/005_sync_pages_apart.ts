@@ -7,7 +7,7 @@ const BACKFILL_ROWS = 1000;
 /**
  * Cohort syncs at scale:
  * - profiles.sync_member: each profile's page form (see syncMemberHead), kept by the profile writer;
- * - sync_snapshots hold a run's membership as chunks of sorted ids, and sync_pages each page's ids:
+ * - sync_snapshots hold a run's membership as chunks of sorted ids, and sync_page_ids each diff page's ids:
  *   a diff is a merge of two sorted streams, not two anti-joins over a million rows;
  * - a large delivery body is stored apart (delivery_bodies), so the updates of a delivery's life
  *   (lease, outcome) do not rewrite it;
