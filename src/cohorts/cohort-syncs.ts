@@ -11,7 +11,7 @@ import { compileDefinition } from '../store/cohort-sql.js';
 import { insertNotification } from '../store/notifications-repo.js';
 import { cohortDefinitions, getCohort } from '../store/cohorts-repo.js';
 import { findConnection } from '../store/connections-repo.js';
-import { insertPages, pageMembersJson, PageRead, planFullPages, profileCount, readSnapshotChunk, shiftPages, stopQueuedPages, sweepStaleRun, writeSnapshot, type SyncAction } from '../store/cohort-sync-repo.js';
+import { insertPages, pageMembersJson, planFullPages, readSnapshotChunk, shiftPages, stopQueuedPages, sweepStaleRun, writeSnapshot, type SyncAction } from '../store/cohort-sync-repo.js';
 import { requeue } from '../store/outbox-repo.js';
 import { cutDiff, IdStream, PageCutter } from './sync-plan.js';
 import type { Store } from '../store/database.js';
@@ -23,6 +23,12 @@ const REMOVES_CUT_AT = 1_000_000_000;
 /** Runs whose envelope fields a process keeps at hand. */
 const RUN_CONTEXTS = 64;
 type Trx = Transaction<Database>;
+/** What every page of a run is built with, none of which changes during the run. */
+interface RunContext {
+  run: Pick<Selectable<SyncRunsTable>, 'sync_id' | 'session_id' | 'total_pages' | 'cohort_name' | 'cohort_description'>;
+  sync: Pick<Selectable<CohortSyncsTable>, 'project_id' | 'cohort_id' | 'connection_id' | 'properties_to_export'>;
+  exported: string[];
+}
 
 export interface SyncInput {
   cohort_id: number;
@@ -49,7 +55,7 @@ const EMAIL = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
  */
 export class CohortSyncs implements DeliveryOwner {
   readonly #scheduler: PeriodicTask;
-  readonly #runs = new Map<number, { run: Selectable<SyncRunsTable>; sync: Selectable<CohortSyncsTable>; exported: string[] }>();
+  readonly #runs = new Map<number, RunContext>();
 
   constructor(
     private readonly deps: { store: Store; owners: OwnerRegistry; dispatcher: Dispatcher; config: SyncConfig; log: Logger },
@@ -143,19 +149,16 @@ export class CohortSyncs implements DeliveryOwner {
     const condition = compileDefinition(definition, { dialect: store.dialect, projectId: sync.project_id, now, cohorts });
     const members = await writeSnapshot(trx, store.dialect, run.id, sync.project_id, condition, config.pageSize);
     const snapshot = (runId: number) => new IdStream((chunk) => readSnapshotChunk(trx, runId, chunk));
-    const cutter = (action: SyncAction, firstPage: number, scan: number) => new PageCutter(run.id, action, firstPage, config.pageSize, scan, (pages) => insertPages(trx, pages));
+    const cutter = (action: SyncAction, firstPage: number) => new PageCutter(run.id, action, firstPage, config.pageSize, (pages) => insertPages(trx, pages));
     let totals: { total_pages: number; members_added: number; members_removed: number };
     if (baseRunId === null) {
-      // Where members are most of the profiles, SQLite builds a page fastest by scanning its id range.
-      const profiles = store.dialect === 'sqlite' ? await profileCount(trx, sync.project_id) : 0;
-      const read = members >= profiles * 0.95 ? PageRead.range : members >= profiles / 4 ? PageRead.probe : PageRead.lookup;
-      const pages = await planFullPages(trx, run.id, store.dialect === 'sqlite' ? read : PageRead.lookup);
+      const pages = await planFullPages(trx, store.dialect, run.id, sync.project_id, members);
       totals = { total_pages: pages, members_added: members, members_removed: 0 };
     } else {
       // Remove pages follow the add pages, whose number is known only at the end: cut them far
       // out, then move them into place.
-      const adds = cutter('add_members', 1, PageRead.lookup);
-      const removes = cutter('remove_members', REMOVES_CUT_AT, PageRead.lookup);
+      const adds = cutter('add_members', 1);
+      const removes = cutter('remove_members', REMOVES_CUT_AT);
       await cutDiff(snapshot(run.id), snapshot(baseRunId), adds, removes);
       await shiftPages(trx, run.id, REMOVES_CUT_AT, adds.pages + 1 - REMOVES_CUT_AT);
       totals = { total_pages: adds.pages + removes.pages, members_added: adds.members, members_removed: removes.members };
@@ -245,9 +248,9 @@ export class CohortSyncs implements DeliveryOwner {
   async #runContext(trx: Trx, runId: number) {
     const known = this.#runs.get(runId);
     if (known) return known;
-    const run = await trx.selectFrom('sync_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
-    const sync = await trx.selectFrom('cohort_syncs').selectAll().where('id', '=', run.sync_id).executeTakeFirstOrThrow();
-    const context = { run, sync, exported: readJson<string[]>(sync.properties_to_export) };
+    const run = await trx.selectFrom('sync_runs').select(['sync_id', 'session_id', 'total_pages', 'cohort_name', 'cohort_description']).where('id', '=', runId).executeTakeFirstOrThrow();
+    const sync = await trx.selectFrom('cohort_syncs').select(['project_id', 'cohort_id', 'connection_id', 'properties_to_export']).where('id', '=', run.sync_id).executeTakeFirstOrThrow();
+    const context: RunContext = { run, sync, exported: readJson<string[]>(sync.properties_to_export) };
     if (this.#runs.size >= RUN_CONTEXTS) this.#runs.delete(this.#runs.keys().next().value!);
     this.#runs.set(runId, context);
     return context;
@@ -406,8 +409,9 @@ export class CohortSyncs implements DeliveryOwner {
     await this.get(projectId, id);
     await this.deps.store.db.transaction().execute(async (trx) => {
       const runs = trx.selectFrom('sync_runs').select('id').where('sync_id', '=', id);
-      // Pages waiting in the outbox are not sent for a sync that is gone.
-      for (const run of await runs.execute()) await stopQueuedPages(trx, run.id, Date.now());
+      // Pages waiting in the outbox are not sent for a sync that is gone (only its current run queues any).
+      const current = (await trx.selectFrom('cohort_syncs').select('current_run_id').where('id', '=', id).executeTakeFirst())?.current_run_id;
+      if (current != null) await stopQueuedPages(trx, current, Date.now());
       await trx.deleteFrom('sync_snapshots').where('run_id', 'in', runs).execute();
       await trx.deleteFrom('sync_pages').where('run_id', 'in', runs).execute();
       await trx.deleteFrom('sync_page_ids').where('run_id', 'in', runs).execute();

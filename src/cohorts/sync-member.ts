@@ -1,5 +1,5 @@
 /** Page fields (seed 002) and the profile properties they come from; exported properties follow them. */
-export const MEMBER_FIELDS: readonly (readonly [field: string, property: string])[] = [
+const MEMBER_FIELDS: readonly (readonly [field: string, property: string])[] = [
   ['email', '$email'],
   ['first_name', '$first_name'],
   ['last_name', '$last_name'],

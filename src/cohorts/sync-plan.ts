@@ -94,7 +94,6 @@ export class PageCutter {
     private readonly action: SyncAction,
     private readonly firstPage: number,
     private readonly size: number,
-    private readonly scan: number,
     private readonly write: (pages: NewPage[]) => Promise<void>,
   ) {}
 
@@ -124,7 +123,6 @@ export class PageCutter {
       first_id: ids[0] ?? null,
       last_id: ids.at(-1) ?? null,
       member_count: ids.length,
-      scan: this.scan,
     });
     this.members += ids.length;
   }

@@ -4,7 +4,8 @@ import type { Database, SyncPagesTable } from './schema.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 export type SyncAction = SyncPagesTable['action'];
-export type NewPage = Omit<SyncPagesTable, 'state' | 'delivery_id'> & { ids: string };
+/** A page to write with its ids; read by lookups (PageRead) unless `scan` says otherwise. */
+export type NewPage = Omit<SyncPagesTable, 'state' | 'delivery_id' | 'scan'> & { ids: string; scan?: number };
 
 /**
  * Writes the run's membership as chunks of `chunkSize` distinct ids in code-point order (SQLite's
@@ -51,9 +52,12 @@ export async function insertPages(db: Db, pages: NewPage[]): Promise<void> {
     const slice = pages.slice(i, i + 100);
     await db
       .insertInto('sync_pages')
-      .values(slice.map(({ ids: _, ...p }) => ({ ...p, state: 'pending' as const, delivery_id: null })))
+      .values(slice.map(({ ids: _, scan, ...p }) => ({ ...p, scan: scan ?? PageRead.lookup, state: 'pending' as const, delivery_id: null })))
       .execute();
-    for (const p of slice) await db.insertInto('sync_page_ids').values({ run_id: p.run_id, page: p.page, ids: p.ids }).execute();
+    await db
+      .insertInto('sync_page_ids')
+      .values(slice.map((p) => ({ run_id: p.run_id, page: p.page, ids: p.ids })))
+      .execute();
   }
 }
 
@@ -62,7 +66,8 @@ export async function insertPages(db: Db, pages: NewPage[]): Promise<void> {
  * size): planned in one statement, their ids never read into the process. An empty cohort still
  * gets one, empty, page. Answers the number of pages.
  */
-export async function planFullPages(db: Db, runId: number, scan: number): Promise<number> {
+export async function planFullPages(db: Db, dialect: Dialect, runId: number, projectId: number, members: number): Promise<number> {
+  const scan = dialect === 'sqlite' ? await fullPageRead(db, projectId, members) : PageRead.lookup;
   const res = await db
     .insertInto('sync_pages')
     .columns(['run_id', 'page', 'action', 'first_id', 'last_id', 'member_count', 'scan', 'state', 'delivery_id'])
@@ -104,10 +109,11 @@ export async function shiftPages(db: Db, runId: number, from: number, by: number
   await db.updateTable('sync_page_ids').set((eb) => ({ page: eb('page', '+', by) })).where('run_id', '=', runId).where('page', '>=', from).execute();
 }
 
-/** How many profiles the project has: how dense a cohort is among them. */
-export async function profileCount(db: Db, projectId: number): Promise<number> {
+/** Where members are most of the profiles, SQLite builds a page fastest by scanning its id range. */
+async function fullPageRead(db: Db, projectId: number, members: number): Promise<number> {
   const row = await db.selectFrom('profiles').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', projectId).executeTakeFirstOrThrow();
-  return Number(row.n);
+  const profiles = Number(row.n);
+  return members >= profiles * 0.95 ? PageRead.range : members >= profiles / 4 ? PageRead.probe : PageRead.lookup;
 }
 
 /** The exported properties appended to each member's head (profiles.sync_member): missing, null or empty text left out. */

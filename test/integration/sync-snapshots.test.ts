@@ -78,7 +78,7 @@ describe(`cohort sync storage on ${dialectUnderTest}`, () => {
     await setProfiles({ '😀': { plan: 'free' }, a: null, '\uE000y': { plan: 'pro' }, '𝄞a': { plan: 'pro' } });
     await writeSnapshot(store.db, store.dialect, run.b, project, pro, 4);
     const pages: NewPage[] = [];
-    const cut = (action: NewPage['action'], first: number) => new PageCutter(run.b, action, first, 2, PageRead.lookup, async (p) => void pages.push(...p));
+    const cut = (action: NewPage['action'], first: number) => new PageCutter(run.b, action, first, 2, async (p) => void pages.push(...p));
     const [adds, removes] = [cut('add_members', 1), cut('remove_members', 10)];
     const stream = (runId: number) => new IdStream((chunk) => readSnapshotChunk(store.db, runId, chunk));
     await cutDiff(stream(run.b), stream(run.a), adds, removes);

@@ -16,7 +16,7 @@ function stream(ids: string[], size: number): IdStream {
 }
 
 function cutter(action: NewPage['action'], firstPage: number, size: number, into: NewPage[]) {
-  return new PageCutter(1, action, firstPage, size, 0, async (pages) => void into.push(...pages));
+  return new PageCutter(1, action, firstPage, size, async (pages) => void into.push(...pages));
 }
 
 describe('compareIds', () => {
