@@ -21,7 +21,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import BetterSqlite3 from 'better-sqlite3';
 import { loadConfig } from '../dist/config.js';
-import { syncMemberHead } from '../dist/cohorts/sync-member.js';
+import { syncMemberHead } from '../dist/cohort-sync/wire.js';
 import { dedupKey } from '../dist/ingest/events.js';
 import { cohortMembers, cohortSize } from '../dist/store/cohorts-repo.js';
 import { openStore } from '../dist/store/database.js';

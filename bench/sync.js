@@ -24,7 +24,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Pool, request } from 'undici';
 import { loadConfig } from '../dist/config.js';
-import { syncMemberHead } from '../dist/cohorts/sync-member.js';
+import { syncMemberHead } from '../dist/cohort-sync/wire.js';
 import { createProject } from '../dist/projects/projects.js';
 import { openStore } from '../dist/store/database.js';
 import { migrateToLatest } from '../dist/store/migrate.js';
@@ -147,7 +147,7 @@ await runMain(async () => {
     const sinkOrigin = `http://127.0.0.1:${sinkPort}`;
 
     const port = await freePort();
-    const env = { ...process.env, DATABASE_URL: '', COHORTCAST_ALLOW_HTTP: 'true', COHORTCAST_ALLOWED_NETWORKS: '127.0.0.0/8', COHORTCAST_SYNC_SCHEDULER_INTERVAL_MS: '20', COHORTCAST_LOG_LEVEL: 'warn' };
+    const env = { ...process.env, DATABASE_URL: '', COHORTCAST_ALLOW_HTTP: 'true', COHORTCAST_ALLOWED_NETWORKS: '127.0.0.0/8', COHORTCAST_SCHEDULER_POLL_INTERVAL_MS: '20', COHORTCAST_LOG_LEVEL: 'warn' };
     const profile = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [];
     const serve = startChild('serve', [...profile, CLI, 'serve', '--port', String(port), '--data-dir', dir], env);
     const base = `http://127.0.0.1:${port}`;

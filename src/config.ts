@@ -32,19 +32,30 @@ export interface Config {
   /** Server-side timeouts: a client that stalls mid-request is cut off. */
   http: { requestTimeoutMs: number; keepAliveTimeoutMs: number };
   delivery: DeliveryConfig;
+  scheduler: SchedulerConfig;
   sync: SyncConfig;
   mail: MailConfig;
 }
 
-/** E-mail to people (a sync paused): SMTP, retried on a schedule. */
+/** The schedules table's runner (scheduling/scheduler.ts). */
+export interface SchedulerConfig {
+  /** How often each process looks for due runs (work scheduled in the same process is looked for at once). */
+  pollIntervalMs: number;
+  /** A run held by a process that died is taken over after this long (renewed while the run goes on). */
+  leaseMs: number;
+  /** A run whose handler failed is tried again after this long (or at its next run, if sooner). */
+  errorRetryMs: number;
+}
+
+/** E-mail to people (a sync paused): the 'email' channel of the outbox, over SMTP. */
 export interface MailConfig {
   /** smtp://user:pass@host:port (smtps:// for TLS from the start); unset: e-mails wait, logged, until it is set. */
   smtpUrl: string | undefined;
   from: string;
-  /** Delay before each attempt after the first; then the e-mail is given up (logged). */
+  /** Delay before each attempt after the first (the 'email' retry policy); then the e-mail is given up (logged). */
   retryScheduleMs: number[];
-  /** How often pending e-mails are looked for. */
-  pollIntervalMs: number;
+  /** E-mails a process sends at once. */
+  maxConcurrency: number;
 }
 
 /** Cohort syncs (seed 002): Mixpanel's numbers by default. */
@@ -57,8 +68,8 @@ export interface SyncConfig {
   snapshotTtlMs: number;
   /** interval_minutes of a sync that gives none (Mixpanel: 30). */
   defaultIntervalMinutes: number;
-  /** How often the scheduler looks for syncs that are due. */
-  schedulerIntervalMs: number;
+  /** How often superseded runs' snapshots and pages are dropped (also as soon as a run supersedes one). */
+  sweepIntervalMs: number;
 }
 
 /** Outbound webhooks: safety, dispatcher pacing, retry schedules. */
@@ -213,18 +224,23 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
       keepAliveTimeoutMs: intFromEnv(env, 'COHORTCAST_HTTP_KEEP_ALIVE_TIMEOUT_MS', 72000),
     },
     delivery: deliveryConfig(env),
+    scheduler: {
+      pollIntervalMs: intFromEnv(env, 'COHORTCAST_SCHEDULER_POLL_INTERVAL_MS', 1000, 1),
+      leaseMs: intFromEnv(env, 'COHORTCAST_SCHEDULER_LEASE_MS', 60_000, 1),
+      errorRetryMs: intFromEnv(env, 'COHORTCAST_SCHEDULER_ERROR_RETRY_MS', 5000, 1),
+    },
     mail: {
       smtpUrl: env.COHORTCAST_SMTP_URL || undefined,
       from: env.COHORTCAST_MAIL_FROM || 'cohortcast <cohortcast@localhost>',
       retryScheduleMs: msListFromEnv(env, 'COHORTCAST_MAIL_RETRY_SCHEDULE_MS', [60_000, 5 * MINUTE, 30 * MINUTE, 2 * HOUR, 6 * HOUR]),
-      pollIntervalMs: intFromEnv(env, 'COHORTCAST_MAIL_POLL_INTERVAL_MS', 1000, 1),
+      maxConcurrency: intFromEnv(env, 'COHORTCAST_MAIL_MAX_CONCURRENCY', 4, 1),
     },
     sync: {
       pageSize: intFromEnv(env, 'COHORTCAST_SYNC_PAGE_SIZE', 1000, 1),
       pagesInFlight: intFromEnv(env, 'COHORTCAST_SYNC_PAGES_IN_FLIGHT', 48, 1),
       snapshotTtlMs: intFromEnv(env, 'COHORTCAST_SYNC_SNAPSHOT_TTL_MS', 3 * 24 * HOUR, 1),
       defaultIntervalMinutes: intFromEnv(env, 'COHORTCAST_SYNC_DEFAULT_INTERVAL_MINUTES', 30, 1),
-      schedulerIntervalMs: intFromEnv(env, 'COHORTCAST_SYNC_SCHEDULER_INTERVAL_MS', 1000, 1),
+      sweepIntervalMs: intFromEnv(env, 'COHORTCAST_SYNC_SWEEP_INTERVAL_MS', 60_000, 1),
     },
   };
 }

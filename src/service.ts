@@ -1,105 +1,117 @@
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { buildApp } from './api/app.js';
 import type { Config } from './config.js';
-import { Mailer } from './channels/mailer.js';
-import { CohortSyncs } from './cohorts/cohort-syncs.js';
+import { cohortSyncSurface } from './cohort-sync/surface.js';
+import type { SyncAdmin } from './cohort-sync/admin.js';
+import { syncMemberHead } from './cohort-sync/wire.js';
 import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
 import { Ingestor } from './ingest/ingestor.js';
-import { createMetrics } from './observability/metrics.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
 import { ProjectDirectory } from './projects/projects.js';
+import { Scheduler } from './scheduling/scheduler.js';
 import { openStore, type Store } from './store/database.js';
 import { migrateToLatest } from './store/migrate.js';
+import { newWorkerName } from './worker-name.js';
 
-export interface Service {
-  app: FastifyInstance;
+/** What runs in the background of `serve` and `worker` alike: the dispatcher, the scheduler and the surfaces on them. */
+export interface Engine {
   store: Store;
+  log: Logger;
+  metrics: Metrics;
   delivery: DeliveryEngine;
-  syncs: CohortSyncs;
-  /** The base URL it listens on, e.g. http://127.0.0.1:8080. */
-  url: string;
+  scheduler: Scheduler;
+  syncs: SyncAdmin;
+  /** Starts sending and running schedules. */
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Opens (and migrates) the database, then serves the API. Used by `cohortcast serve` and by tests. */
-export async function startService(config: Config): Promise<Service> {
+/** Opens (and migrates) the database and plugs every surface into the delivery engine and the scheduler. */
+async function openEngine(config: Config): Promise<Engine> {
   const store = openStore(config);
-  let app: FastifyInstance | undefined;
   let delivery: DeliveryEngine | undefined;
   try {
     await migrateToLatest(store);
-    const metrics = createMetrics();
-    const projects = new ProjectDirectory(store, config.projectCacheTtlMs);
-    const ingestor = new Ingestor(store, projects, config.ingest, metrics);
     const log = pino({ level: config.logLevel });
-    delivery = await createDeliveryEngine(config, store, metrics, log);
-    const syncs = new CohortSyncs({ store, owners: delivery.owners, dispatcher: delivery.dispatcher, config: config.sync, log });
-    const mailer = new Mailer({ store, config: config.mail, log });
-    app = await buildApp({ config, store, projects, ingestor, metrics, delivery, syncs });
-    await app.listen({ host: config.host, port: config.port });
-    const address = app.server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
-    delivery.dispatcher.start();
-    syncs.start();
-    mailer.start();
-    app.log.info({ url, database: store.location }, 'cohortcast is serving');
-    const server = app;
+    const metrics = createMetrics();
+    const worker = newWorkerName();
+    delivery = await createDeliveryEngine(config, store, metrics, log, worker);
+    const scheduler = new Scheduler({ store, config: config.scheduler, log, worker });
+    const { admin: syncs } = cohortSyncSurface({ store, engine: delivery, scheduler, config });
     const engine = delivery;
     return {
-      app: server,
       store,
+      log,
+      metrics,
       delivery: engine,
+      scheduler,
       syncs,
-      url,
+      async start() {
+        engine.dispatcher.start();
+        await scheduler.start();
+      },
       async close() {
-        await server.close();
-        await syncs.stop();
-        await mailer.stop();
+        await scheduler.stop();
         await engine.close();
         await store.close();
       },
     };
   } catch (err) {
-    await app?.close();
     await delivery?.close();
     await store.close();
     throw err;
   }
 }
 
-export interface Worker {
-  store: Store;
-  delivery: DeliveryEngine;
-  close(): Promise<void>;
+export interface Service extends Engine {
+  app: FastifyInstance;
+  /** The base URL it listens on, e.g. http://127.0.0.1:8080. */
+  url: string;
 }
 
-/** `cohortcast worker`: the cohort sync scheduler and the delivery dispatcher, without the HTTP API. */
-export async function startWorker(config: Config): Promise<Worker> {
-  const store = openStore(config);
+/** Opens (and migrates) the database, then serves the API. Used by `cohortcast serve` and by tests. */
+export async function startService(config: Config): Promise<Service> {
+  const engine = await openEngine(config);
+  let app: FastifyInstance | undefined;
   try {
-    await migrateToLatest(store);
-    const log = pino({ level: config.logLevel });
-    const delivery = await createDeliveryEngine(config, store, createMetrics(), log);
-    const syncs = new CohortSyncs({ store, owners: delivery.owners, dispatcher: delivery.dispatcher, config: config.sync, log });
-    const mailer = new Mailer({ store, config: config.mail, log });
-    delivery.dispatcher.start();
-    syncs.start();
-    mailer.start();
-    log.info({ database: store.location, worker: delivery.dispatcher.worker }, 'cohortcast worker is running');
+    const { store, metrics } = engine;
+    const projects = new ProjectDirectory(store, config.projectCacheTtlMs);
+    const ingestor = new Ingestor(store, projects, config.ingest, metrics, { syncMember: syncMemberHead });
+    app = await buildApp({ config, store, projects, ingestor, metrics, delivery: engine.delivery, syncs: engine.syncs });
+    await app.listen({ host: config.host, port: config.port });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
+    await engine.start();
+    app.log.info({ url, database: store.location }, 'cohortcast is serving');
+    const server = app;
     return {
-      store,
-      delivery,
+      ...engine,
+      app: server,
+      url,
       async close() {
-        await syncs.stop();
-        await mailer.stop();
-        await delivery.close();
-        await store.close();
+        await server.close();
+        await engine.close();
       },
     };
   } catch (err) {
-    await store.close();
+    await app?.close();
+    await engine.close();
     throw err;
   }
+}
+
+/** `cohortcast worker`: the dispatcher, the scheduler and the surfaces, without the HTTP API. */
+export async function startWorker(config: Config): Promise<Engine> {
+  const engine = await openEngine(config);
+  try {
+    await engine.start();
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  engine.log.info({ database: engine.store.location, worker: engine.delivery.dispatcher.worker }, 'cohortcast worker is running');
+  return engine;
 }

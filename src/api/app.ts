@@ -13,7 +13,7 @@ import { requireProjectSecret } from './auth.js';
 import { ApiError, installApiErrorHandler } from './errors.js';
 import { ingestRoutes } from './ingest-routes.js';
 import { CohortAdmin } from '../cohorts/cohort-admin.js';
-import type { CohortSyncs } from '../cohorts/cohort-syncs.js';
+import type { SyncAdmin } from '../cohort-sync/admin.js';
 import { cohortSyncRoutes } from './management/cohort-syncs.js';
 import { cohortRoutes } from './management/cohorts.js';
 import { connectionRoutes } from './management/connections.js';
@@ -39,7 +39,7 @@ export interface AppContext {
   ingestor: Ingestor;
   metrics: Metrics;
   delivery: DeliveryEngine;
-  syncs: CohortSyncs;
+  syncs: SyncAdmin;
 }
 
 const VERSION = '0.1.0';

@@ -1,5 +1,6 @@
 import { ActionableError } from '../errors.js';
 import type { Store } from '../store/database.js';
+import { syncsUsingCohort } from '../store/cohort-sync-repo.js';
 import { cohortDefinitions, cohortMembers, cohortSize, deleteCohort, getCohort, insertCohort, listCohorts, updateCohort, type CohortRecord, type Evaluation } from '../store/cohorts-repo.js';
 import { DefinitionError, parseDefinition, referencedCohorts, type Definition } from './definition.js';
 
@@ -47,8 +48,8 @@ export class CohortAdmin {
     const all = await cohortDefinitions(this.store.db, projectId);
     const users = [...all].filter(([other, d]) => other !== id && referencedCohorts(d).includes(id)).map(([other]) => other);
     if (users.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is used by cohort${users.length > 1 ? 's' : ''} ${users.join(', ')}; change or delete those first`);
-    const syncs = await this.store.db.selectFrom('cohort_syncs').select('id').where('project_id', '=', projectId).where('cohort_id', '=', id).execute();
-    if (syncs.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is synced by cohort sync${syncs.length > 1 ? 's' : ''} ${syncs.map((s) => s.id).join(', ')}; delete those first`);
+    const syncs = await syncsUsingCohort(this.store.db, projectId, id);
+    if (syncs.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is synced by cohort sync${syncs.length > 1 ? 's' : ''} ${syncs.join(', ')}; delete those first`);
     if (!(await deleteCohort(this.store, projectId, id))) throw notFound(id);
   }
 

@@ -1,8 +1,8 @@
 import type { RetryPolicy } from './policies.js';
 
-/** What one HTTP attempt produced, as the sender saw it. */
+/** What one attempt produced, as the channel saw it. */
 export interface AttemptResult {
-  /** Absent when no answer came (timeout, refused address, network error). */
+  /** The destination's answer: an HTTP status, or SMTP's reply code. Absent when none came (timeout, refused address, network error). */
   status?: number;
   headers?: Record<string, string>;
   /** The first bytes of the reply, as text (at most the configured read cap). */
@@ -13,6 +13,10 @@ export interface AttemptResult {
   /** When the request went on the wire (ms since the epoch); absent when it was never sent. */
   startedAt?: number;
   durationMs: number;
+  /** Recipients the destination refused while taking the others (e-mail). */
+  refused?: string[];
+  /** What the next attempt carries, where the channel narrowed it (e-mail: the refused recipients only). */
+  next?: { headers: Record<string, string> };
 }
 
 export type Verdict =
@@ -31,21 +35,6 @@ export function retryAfterMs(value: string | undefined, now: number): number | u
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
-/** Mixpanel's cohort-sync reply: {"action", "status": "success"|"failure", "error": {"message", "code"}}. */
-function cohortSyncFailure(body: string): { code: number | undefined; message: string } | undefined {
-  let reply: unknown;
-  try {
-    reply = JSON.parse(body);
-  } catch {
-    return undefined;
-  }
-  if (typeof reply !== 'object' || reply === null || (reply as { status?: unknown }).status !== 'failure') return undefined;
-  const error = (reply as { error?: { code?: unknown; message?: unknown } }).error ?? {};
-  const code = Number(error.code);
-  const message = typeof error.message === 'string' && error.message ? error.message : 'the receiver answered status "failure"';
-  return { code: Number.isInteger(code) ? code : undefined, message };
-}
-
 function failure(policy: RetryPolicy, reason: string, status?: number, extra: { retryAfterMs?: number; throttleMs?: number } = {}): Verdict {
   const permanent = status !== undefined && policy.permanent.includes(status);
   if (permanent || !policy.retry) {
@@ -54,7 +43,7 @@ function failure(policy: RetryPolicy, reason: string, status?: number, extra: { 
   return { kind: 'retry', reason, ...extra };
 }
 
-/** Reads one attempt by its delivery's policy. */
+/** Reads one HTTP attempt by its delivery's policy. */
 export function classify(policy: RetryPolicy, result: AttemptResult, now: number, defaultThrottleMs: number): Verdict {
   const { status } = result;
   if (status === undefined) {
@@ -63,11 +52,9 @@ export function classify(policy: RetryPolicy, result: AttemptResult, now: number
   }
   const ok = policy.success === 'exactly-200' ? status === 200 : status >= 200 && status < 300;
   if (ok) {
-    if (policy.readsCohortSyncReply) {
-      const refused = cohortSyncFailure(result.body);
-      // error.code decides, as Mixpanel reads it: the permanent codes pause, others are retried.
-      if (refused) return failure(policy, refused.message, refused.code);
-    }
+    // A reply may say "failed" inside a 2xx (Mixpanel's cohort sync): its code then decides as a status would.
+    const refused = policy.readReply?.(result.body);
+    if (refused) return failure(policy, refused.message, refused.code);
     return { kind: 'success' };
   }
   const reason = `HTTP ${status}${result.body ? `: ${result.body.slice(0, 200)}` : ''}`;

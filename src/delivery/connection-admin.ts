@@ -9,7 +9,6 @@ import {
 } from '../store/connections-repo.js';
 import { readJson } from '../store/schema.js';
 import type { DeliveryEngine } from './engine.js';
-import { enqueue } from './outbox.js';
 import { generateEd25519KeyPair, generateSigningSecret } from './signing.js';
 import { ActionableError } from '../errors.js';
 import { syncsUsingConnection } from '../store/cohort-sync-repo.js';
@@ -179,7 +178,7 @@ export class ConnectionAdmin {
   }
 
   async remove(projectId: number, id: number) {
-    const syncs = await syncsUsingConnection(this.store, id);
+    const syncs = await syncsUsingConnection(this.store.db, id);
     if (syncs.length > 0) throw new ConnectionError(409, 'connection_in_use', `connection ${id} is used by cohort sync${syncs.length > 1 ? 's' : ''} ${syncs.join(', ')}; delete those first`);
     if (!(await deleteConnection(this.store, projectId, id, Date.now()))) throw notFound(id);
     this.engine.connections.forget(id);
@@ -207,7 +206,7 @@ export class ConnectionAdmin {
     if (row.disabled_at !== null) throw new ConnectionError(409, 'connection_disabled', `connection ${id} is disabled (${row.disabled_reason}); re-enable it with PATCH {"enabled": true}`);
     const now = Date.now();
     const body = JSON.stringify({ type: 'ping', connection_id: id, project_id: projectId, sent_at: new Date(now).toISOString() });
-    const [created] = await enqueue(this.store.db, [
+    const [created] = await this.engine.outbox.enqueue(this.store.db, [
       // Not due for the claim loop: sendNow takes it at once. Should this process die first, it goes out later.
       { projectId, connectionId: id, ownerKind: 'connection-test', ownerId: id, policy: 'once', contentType: 'application/json', body, notBefore: now + 60_000 },
     ]);

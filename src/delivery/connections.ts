@@ -1,3 +1,4 @@
+import { connectionById } from '../store/connections-repo.js';
 import type { Store } from '../store/database.js';
 import { readJson } from '../store/schema.js';
 import type { SecretBox } from './secret-box.js';
@@ -52,7 +53,7 @@ export class ConnectionDirectory {
   }
 
   async #load(id: number, now: number): Promise<LiveConnection | undefined> {
-    const row = await this.store.db.selectFrom('connections').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await connectionById(this.store, id);
     if (!row || row.deleted_at !== null || row.disabled_at !== null) return undefined;
     if (row.throttled_until !== null && row.throttled_until > now) return undefined;
     const headers: Record<string, string> = { ...readJson<Record<string, string>>(row.headers) };

@@ -1,49 +1,61 @@
-import crypto from 'node:crypto';
-import os from 'node:os';
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
-import { cancelDelivery, claimDeliveries, claimDelivery, dueConnections, releaseLeases, renewLease, type ClaimedDelivery } from '../store/outbox-repo.js';
-import { classify, scheduledDelay, type AttemptResult, type Verdict } from './classify.js';
+import { cancelHeldDelivery, claimDeliveries, claimDelivery, releaseDeliveryLeases, renewDeliveryLease, type ClaimedDelivery, type Lane } from '../store/leases.js';
+import { channelWorkDue, dueConnections } from '../store/outbox-repo.js';
+import { channelLane, UnknownChannelError, type Channel, type ChannelRegistry, type LaneKey, type LaneLimits } from './channels.js';
+import { scheduledDelay, type AttemptResult, type Verdict } from './classify.js';
 import type { ConnectionDirectory, LiveConnection } from './connections.js';
 import { finishAttempts, type Completion } from './finish.js';
-import type { Sender } from './http-sender.js';
-import { policies, isPolicyName, type RetryPolicy } from './policies.js';
-import { buildRequest } from './request.js';
+import type { SendOutcome } from './http-sender.js';
+import { UnknownPolicyError, type PolicyRegistry, type RetryPolicy } from './policies.js';
 import type { OwnerRegistry } from './owners.js';
 
 export interface DispatcherDeps {
   store: Store;
-  sender: Sender;
+  channels: ChannelRegistry;
+  policies: PolicyRegistry;
   connections: ConnectionDirectory;
   owners: OwnerRegistry;
   config: DeliveryConfig;
   metrics: Metrics;
   log: Logger;
+  /** Names this process's leases: host, pid and a random part (pids repeat across restarts). */
+  worker: string;
   /** Batches of attempts recorded at once: 1 on SQLite (one writer), more on PostgreSQL. */
   recorders: number;
 }
 
+export interface DispatcherEvents {
+  /** A look for due work in the database ended: the lanes found with work due (connection ids, `channel:NAME`). */
+  discovered: [{ lanes: LaneKey[] }];
+}
+
+/** A lane ready to be claimed from: where its work goes and its limits. */
+type OpenLane = { key: LaneKey; lane: Lane; limits: LaneLimits; connection?: LiveConnection };
+
 /**
- * Claims due deliveries with leases, sends them, and records each attempt. Work is claimed per
- * destination, at most two rounds of its concurrency, and sent no faster than its free slots, so
- * one slow or hanging receiver holds only its own slots; the rest keep flowing. Attempts are
- * recorded in batches (one transaction each).
+ * Claims due deliveries with leases, sends them through their channel, and records each attempt.
+ * Work is claimed per lane (a connection, or a channel with a destination of its own such as
+ * e-mail), at most three rounds of its concurrency, and sent no faster than its free slots, so one
+ * slow or hanging receiver holds only its own slots; the rest keep flowing. Attempts are recorded
+ * in batches (one transaction each).
  */
 export class Dispatcher {
-  /** Names this process's leases: host, pid and a random part (pids repeat across restarts). */
-  readonly worker = `${os.hostname()}:${process.pid}:${crypto.randomBytes(4).toString('hex')}`;
-  readonly #policies: Record<string, RetryPolicy>;
-  /** Handed to the sender and not answered yet, per destination: on the wire or waiting there for a slot. */
-  readonly #sending = new Map<number, number>();
+  readonly worker: string;
+  readonly events = new EventEmitter<DispatcherEvents>();
+  /** Handed to a channel and not answered yet, per lane: on the wire or waiting there for a slot. */
+  readonly #sending = new Map<LaneKey, number>();
   #sendingTotal = 0;
   /** Attempts answered but not yet recorded. */
   #unrecorded = 0;
-  /** Every delivery this process holds a lease on. */
-  readonly #leased = new Set<number>();
-  /** Destinations known to have due work; refreshed from the database every poll. */
-  #hot = new Set<number>();
+  /** Every lease this process holds, by delivery. */
+  readonly #leased = new Map<number, string>();
+  /** Lanes known to have due work; refreshed from the database every poll. */
+  #hot = new Set<LaneKey>();
+  #warnedUnavailable = 0;
   #lastDiscovery = 0;
   #running = false;
   #looping = false;
@@ -58,7 +70,7 @@ export class Dispatcher {
   readonly #releasing = new Set<Promise<void>>();
 
   constructor(private readonly deps: DispatcherDeps) {
-    this.#policies = policies(deps.config);
+    this.worker = deps.worker;
   }
 
   start(): void {
@@ -96,29 +108,40 @@ export class Dispatcher {
       const now = Date.now();
       if (now - this.#lastDiscovery >= config.pollIntervalMs) {
         this.#lastDiscovery = now;
-        this.#hot = new Set(await dueConnections(this.deps.store, now));
+        this.#hot = new Set<LaneKey>(await dueConnections(this.deps.store, now));
+        for (const channel of this.deps.channels.standalone()) {
+          if (!(await channelWorkDue(this.deps.store, channel.name, now))) continue;
+          const unavailable = channel.unavailable();
+          if (unavailable === undefined) this.#hot.add(channelLane(channel.name));
+          else if (now - this.#warnedUnavailable > 60_000) {
+            this.#warnedUnavailable = now;
+            log.warn({ channel: channel.name }, unavailable);
+          }
+        }
+        this.events.emit('discovered', { lanes: [...this.#hot] });
       }
-      for (const connectionId of [...this.#hot]) {
+      for (const key of [...this.#hot]) {
         if (!this.#running) return;
         const room = config.maxInFlight - this.#sendingTotal;
         if (room <= 0) return;
-        const connection = await this.deps.connections.get(connectionId);
-        if (!connection) {
-          this.#hot.delete(connectionId);
+        const open = await this.#open(key);
+        if (!open) {
+          this.#hot.delete(key);
           continue;
         }
-        const held = this.#sending.get(connectionId) ?? 0;
-        // Hold up to three rounds of a destination's work: one on the wire, two waiting in the
-        // sender for the slots that free up. Claim in batches of at least a round (a claim is a
-        // write, whose fixed cost is several deliveries' worth); an idle destination claims at once.
-        const want = Math.min(room, config.claimBatch, 3 * connection.maxConcurrency - held, connection.rateBudget(Date.now()));
-        if (want <= 0 || (held > 0 && want < connection.maxConcurrency)) continue;
-        const claimed = await claimDeliveries(this.deps.store, connectionId, want, this.worker, Date.now(), config.leaseMs);
-        if (claimed.length < want) this.#hot.delete(connectionId);
-        connection.spend(claimed.length, Date.now());
+        const { limits } = open;
+        const held = this.#sending.get(key) ?? 0;
+        // Hold up to three rounds of a lane's work: one on the wire, two waiting in the channel
+        // for the slots that free up. Claim in batches of at least a round (a claim is a write,
+        // whose fixed cost is several deliveries' worth); an idle lane claims at once.
+        const want = Math.min(room, config.claimBatch, 3 * limits.maxConcurrency - held, limits.rateBudget(Date.now()));
+        if (want <= 0 || (held > 0 && want < limits.maxConcurrency)) continue;
+        const claimed = await claimDeliveries(this.deps.store, open.lane, want, this.worker, Date.now(), config.leaseMs);
+        if (claimed.length < want) this.#hot.delete(key);
+        limits.spend(claimed.length, Date.now());
         for (const delivery of claimed) {
-          this.#leased.add(delivery.id);
-          this.#launch(connection, delivery);
+          this.#leased.set(delivery.id, delivery.lease_token);
+          this.#launch(open, delivery);
         }
       }
     } catch (err) {
@@ -126,67 +149,96 @@ export class Dispatcher {
     }
   }
 
-  #release(ids: number[]): void {
+  /** A lane as it can be sent to now; undefined when it cannot (connection disabled, throttled or gone). */
+  async #open(key: LaneKey, opts: { fresh?: boolean } = {}): Promise<OpenLane | undefined> {
+    if (typeof key === 'number') {
+      const connection = await this.deps.connections.get(key, opts);
+      return connection && { key, lane: { connectionId: key }, limits: connection, connection };
+    }
+    const name = key.slice('channel:'.length);
+    const channel = this.deps.channels.has(name) ? this.deps.channels.get(name) : undefined;
+    if (channel?.bound !== 'standalone' || channel.unavailable() !== undefined) return undefined;
+    return { key, lane: { channel: name }, limits: channel.limits };
+  }
+
+  #release(deliveries: ClaimedDelivery[]): void {
     // Stopping: stop() gives back every lease still held, in one statement.
     if (!this.#running) return;
-    for (const id of ids) this.#leased.delete(id);
-    const releasing = releaseLeases(this.deps.store, this.worker, ids)
+    for (const d of deliveries) this.#leased.delete(d.id);
+    const releasing = releaseDeliveryLeases(this.deps.store, deliveries.map((d) => ({ id: d.id, token: d.lease_token })), Date.now())
       .catch((err) => this.deps.log.error({ err }, 'giving back leases failed; they expire on their own'))
       .finally(() => this.#releasing.delete(releasing));
     this.#releasing.add(releasing);
   }
 
-  #launch(connection: LiveConnection, delivery: ClaimedDelivery): void {
+  #launch(open: OpenLane, delivery: ClaimedDelivery): void {
+    const { key } = open;
     this.#sendingTotal++;
-    this.#sending.set(connection.id, (this.#sending.get(connection.id) ?? 0) + 1);
-    void this.#attempt(connection, delivery).then((completion) => {
+    this.#sending.set(key, (this.#sending.get(key) ?? 0) + 1);
+    void this.#attempt(open, delivery).then((completion) => {
       this.#sendingTotal--;
-      const n = (this.#sending.get(connection.id) ?? 1) - 1;
-      if (n > 0) this.#sending.set(connection.id, n);
-      else this.#sending.delete(connection.id);
-      if (completion === 'withdrawn') this.#release([delivery.id]);
+      const n = (this.#sending.get(key) ?? 1) - 1;
+      if (n > 0) this.#sending.set(key, n);
+      else this.#sending.delete(key);
+      if (completion === 'withdrawn') this.#release([delivery]);
       else if (completion === 'lost') this.#leased.delete(delivery.id);
-      else this.#record(connection, completion);
+      else this.#record(open, completion);
       if (!this.#running) this.#flush();
     });
   }
 
-  #record(connection: LiveConnection, completion: Completion): void {
+  #record(open: OpenLane, completion: Completion): void {
     this.#unrecorded++;
     this.#completions.push(completion);
     this.#scheduleFlush();
     const { verdict } = completion;
     if ((verdict.kind === 'retry' && verdict.throttleMs) || (verdict.kind === 'fail' && verdict.disableDestination)) {
       // The receiver asked to be left alone (429/503) or is gone (410): hold the rest back.
-      this.#hot.delete(connection.id);
-      this.deps.connections.forget(connection.id);
-      this.deps.sender.withdraw(connection.id);
-    } else if ((this.#sending.get(connection.id) ?? 0) < 2 * connection.maxConcurrency) {
+      this.#hot.delete(open.key);
+      if (typeof open.key === 'number') this.deps.connections.forget(open.key);
+      this.deps.channels.withdraw(open.key);
+    } else if ((this.#sending.get(open.key) ?? 0) < 2 * open.limits.maxConcurrency) {
       // Running low: claim the next round.
-      this.#hot.add(connection.id);
+      this.#hot.add(open.key);
       this.wake();
     }
   }
 
   /**
-   * Sends one attempt and judges it. The lease (until next_attempt_at) must outlast the request,
-   * or another worker could claim the delivery mid-send: one that waited in the sender behind a
-   * slow receiver comes back unsent, has its lease renewed (only by the claim that holds it) and
-   * goes again; 'lost' when the lease ran out and another worker has it now.
+   * Sends one attempt through the delivery's channel and judges it. The lease (until
+   * next_attempt_at) must outlast the request, or another worker could claim the delivery
+   * mid-send: one that waited behind a slow receiver comes back unsent, has its lease renewed
+   * (only under the claim that holds it) and goes again; 'lost' when the lease is gone. A channel
+   * or policy this process does not know fails the delivery unsent, saying so.
    */
-  async #attempt(connection: LiveConnection, delivery: ClaimedDelivery, opts = { queue: true }): Promise<Completion | 'withdrawn' | 'lost'> {
-    const policy = isPolicyName(delivery.policy) ? this.#policies[delivery.policy]! : this.#policies.standard!;
+  async #attempt(open: OpenLane, delivery: ClaimedDelivery, opts = { queue: true }): Promise<Completion | 'withdrawn' | 'lost'> {
+    let channel: Channel;
+    let policy: RetryPolicy;
+    try {
+      channel = this.deps.channels.get(delivery.channel);
+      policy = this.deps.policies.get(delivery.policy);
+    } catch (err) {
+      if (!(err instanceof UnknownChannelError || err instanceof UnknownPolicyError)) throw err;
+      const result: AttemptResult = { body: '', truncated: false, error: { kind: 'refused', message: err.message }, durationMs: 0 };
+      const verdict: Verdict = { kind: 'fail', reason: err.message, permanent: true, disableDestination: false };
+      const unknown: RetryPolicy = { name: delivery.policy, schedule: [0], jitter: 0, success: '2xx', permanent: [], disableOn: [], retry: false };
+      return { delivery, connectionId: delivery.connection_id, policy: unknown, result, verdict, startedAt: Date.now(), nextAttemptAt: undefined };
+    }
+    const send = { queue: opts.queue, maxTimeoutMs: this.deps.config.maxTimeoutMs };
     for (;;) {
       const askedAt = Date.now();
       let result: AttemptResult;
       try {
-        const request = buildRequest(connection, delivery, this.deps.config.maxTimeoutMs);
-        // A connection test goes out at once, not behind the destination's queue.
-        if (!opts.queue) delete request.destination;
-        const outcome = await this.deps.sender.send(request);
+        let outcome: SendOutcome;
+        if (channel.bound === 'connection') {
+          if (!open.connection) throw new Error(`a ${channel.name} delivery without a connection`);
+          outcome = await channel.send(delivery, open.connection, send);
+        } else {
+          outcome = await channel.send(delivery, send);
+        }
         if ('unsent' in outcome) {
           if (outcome.unsent === 'withdrawn') return 'withdrawn';
-          const until = await renewLease(this.deps.store, this.worker, delivery.id, delivery.next_attempt_at, Date.now(), this.deps.config.leaseMs).catch(() => undefined);
+          const until = await renewDeliveryLease(this.deps.store, delivery.id, delivery.lease_token, Date.now(), this.deps.config.leaseMs).catch(() => undefined);
           if (until === undefined) return 'lost';
           delivery.next_attempt_at = until;
           continue;
@@ -195,9 +247,9 @@ export class Dispatcher {
       } catch (err) {
         result = { body: '', truncated: false, error: { kind: 'network', message: (err as Error).message }, durationMs: Date.now() - askedAt };
       }
-      const verdict = classify(policy, result, Date.now(), this.deps.config.throttleMs);
+      const verdict = channel.judge(policy, result, Date.now());
       const startedAt = result.startedAt ?? askedAt;
-      return { delivery, connection, policy, result, verdict, startedAt, nextAttemptAt: this.#nextAttempt(policy, delivery, verdict) };
+      return { delivery, connectionId: delivery.connection_id, policy, result, verdict, startedAt, nextAttemptAt: this.#nextAttempt(policy, delivery, verdict) };
     }
   }
 
@@ -258,13 +310,13 @@ export class Dispatcher {
   async sendNow(deliveryId: number): Promise<Completion | undefined> {
     const delivery = await claimDelivery(this.deps.store, deliveryId, this.worker, Date.now(), this.deps.config.leaseMs);
     if (!delivery) return undefined;
-    const connection = await this.deps.connections.get(delivery.connection_id, { fresh: true });
-    if (!connection) {
+    const open = await this.#open(delivery.connection_id ?? channelLane(delivery.channel), { fresh: true });
+    if (!open) {
       // Throttled, disabled or deleted meanwhile: the caller hears so now, so nothing goes out later.
-      await cancelDelivery(this.deps.store, this.worker, delivery.id, 'the connection could not be sent to when asked');
+      await cancelHeldDelivery(this.deps.store, delivery.id, delivery.lease_token, 'the destination could not be sent to when asked', Date.now());
       return undefined;
     }
-    const completion = await this.#attempt(connection, delivery, { queue: false });
+    const completion = await this.#attempt(open, delivery, { queue: false });
     if (typeof completion === 'string') return undefined;
     await finishAttempts(this.deps, this.worker, [completion]);
     return completion;
@@ -276,9 +328,9 @@ export class Dispatcher {
     clearTimeout(this.#timer);
     while (this.#looping) await new Promise((r) => setTimeout(r, 5));
     // Requests still waiting for a slot were never sent: they come back and their leases are given back.
-    for (const connectionId of this.#sending.keys()) this.deps.sender.withdraw(connectionId);
+    for (const key of this.#sending.keys()) this.deps.channels.withdraw(key);
     if (this.#sendingTotal > 0 || this.#unrecorded > 0 || this.#flushes > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
     await Promise.all(this.#releasing);
-    await releaseLeases(this.deps.store, this.worker, [...this.#leased]);
+    await releaseDeliveryLeases(this.deps.store, [...this.#leased].map(([id, token]) => ({ id, token })), Date.now());
   }
 }

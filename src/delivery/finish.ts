@@ -1,17 +1,18 @@
 import type { DeliveryConfig } from '../config.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
+import { disableConnection, throttleConnection } from '../store/connections-repo.js';
 import type { Store } from '../store/database.js';
-import { recordAttempts, type ClaimedDelivery } from '../store/outbox-repo.js';
+import { recordAttempts, type ClaimedDelivery } from '../store/leases.js';
 import type { AttemptResult, Verdict } from './classify.js';
-import type { LiveConnection } from './connections.js';
 import type { DeliveryOutcome, OwnerRegistry } from './owners.js';
 import type { RetryPolicy } from './policies.js';
 
 /** One attempt, sent and judged, waiting to be recorded. */
 export interface Completion {
   delivery: ClaimedDelivery;
-  connection: LiveConnection;
+  /** Its connection, for a connection-bound channel: what a 410 disables and a 429 throttles. */
+  connectionId: number | null;
   policy: RetryPolicy;
   result: AttemptResult;
   verdict: Verdict;
@@ -44,7 +45,7 @@ function reasonOf(c: Completion): string | null {
 
 /**
  * Records a batch of attempts in one transaction: the attempt log, each delivery's new state
- * (only while this worker still holds its lease), destinations disabled or slowed down, and, for
+ * (only under the claim that made the attempt), destinations disabled or slowed down, and, for
  * deliveries that ended, their owner's reaction in the same transaction.
  */
 export async function finishAttempts(
@@ -55,12 +56,11 @@ export async function finishAttempts(
   const { store, owners, config, metrics } = deps;
   let ownersTold = false;
   const now = Date.now();
-  const finished: DeliveryOutcome['outcome'][] = [];
+  const finished: { channel: string; outcome: DeliveryOutcome['outcome'] }[] = [];
   await store.db.transaction().execute(async (trx) => {
     const changed = await recordAttempts(
       store,
       trx,
-      worker,
       batch.map((c) => ({
         delivery_id: c.delivery.id,
         attempt: c.delivery.attempts + 1,
@@ -78,6 +78,7 @@ export async function finishAttempts(
         const ended = outcome !== 'retry';
         return {
           id: c.delivery.id,
+          token: c.delivery.lease_token,
           attempts: c.delivery.attempts + 1,
           roundAttempts: c.delivery.round_attempts + 1,
           startedAt: c.startedAt,
@@ -87,6 +88,7 @@ export async function finishAttempts(
           lastStatus: c.result.status ?? null,
           lastError: reasonOf(c),
           completedAt: ended ? now : null,
+          headers: c.result.next ? JSON.stringify(c.result.next.headers) : null,
         };
       }),
       now,
@@ -95,28 +97,13 @@ export async function finishAttempts(
       const outcome = outcomeOf(c);
       const ended = outcome !== 'retry';
       const reason = reasonOf(c);
-      // The lease ran out and someone else owns this delivery now: they will record its end.
+      // The lease ran out and another claim holds this delivery now: it will record the end.
       if (!changed.has(c.delivery.id)) continue;
-      if (c.verdict.kind === 'fail' && c.verdict.disableDestination) {
-        await trx
-          .updateTable('connections')
-          .set({ disabled_at: now, disabled_reason: `disabled after ${reason}`, updated_at: now })
-          .where('id', '=', c.connection.id)
-          .where('disabled_at', 'is', null)
-          .execute();
-      }
-      if (c.verdict.kind === 'retry' && c.verdict.throttleMs) {
-        const until = now + Math.min(c.verdict.throttleMs, config.maxRetryAfterMs);
-        await trx
-          .updateTable('connections')
-          .set({ throttled_until: until })
-          .where('id', '=', c.connection.id)
-          .where((eb) => eb.or([eb('throttled_until', 'is', null), eb('throttled_until', '<', until)]))
-          .execute();
-      }
+      if (c.connectionId !== null && c.verdict.kind === 'fail' && c.verdict.disableDestination) await disableConnection(trx, c.connectionId, `disabled after ${reason}`, now);
+      if (c.connectionId !== null && c.verdict.kind === 'retry' && c.verdict.throttleMs) await throttleConnection(trx, c.connectionId, now + Math.min(c.verdict.throttleMs, config.maxRetryAfterMs));
       if (!ended) continue;
       const final = outcome === 'success' ? 'delivered' : outcome;
-      finished.push(final);
+      finished.push({ channel: c.delivery.channel, outcome: final });
       const owner = owners.get(c.delivery.owner_kind);
       if (owner) {
         ownersTold = true;
@@ -133,14 +120,14 @@ export async function finishAttempts(
   // Counted once the transaction has committed: a rolled-back batch is attempted again.
   for (const c of batch) {
     const outcome = outcomeOf(c);
-    metrics.deliveryAttempts.inc({ outcome });
-    metrics.attemptDuration.observe({ outcome }, c.result.durationMs / 1000);
+    metrics.deliveryAttempts.inc({ channel: c.delivery.channel, outcome });
+    metrics.attemptDuration.observe({ channel: c.delivery.channel, outcome }, c.result.durationMs / 1000);
   }
-  for (const outcome of finished) metrics.deliveriesFinished.inc({ outcome });
+  for (const f of finished) metrics.deliveriesFinished.inc(f);
   // Operational events: a destination switched off, or a delivery that will not be tried again.
   for (const c of batch) {
     const outcome = outcomeOf(c);
-    const where = { delivery: c.delivery.id, webhookId: c.delivery.webhook_id, connection: c.connection.id, owner: `${c.delivery.owner_kind}:${c.delivery.owner_id}` };
+    const where = { delivery: c.delivery.id, webhookId: c.delivery.webhook_id, channel: c.delivery.channel, connection: c.connectionId, owner: `${c.delivery.owner_kind}:${c.delivery.owner_id}` };
     if (c.verdict.kind === 'fail' && c.verdict.disableDestination) deps.log.warn({ ...where, reason: reasonOf(c) }, 'destination disabled');
     if (outcome === 'exhausted' || outcome === 'rejected') deps.log.warn({ ...where, outcome, reason: reasonOf(c) }, 'delivery failed for good');
   }

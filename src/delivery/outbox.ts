@@ -1,17 +1,22 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { Database } from '../store/schema.js';
 import { insertDeliveries } from '../store/outbox-repo.js';
-import type { PolicyName } from './policies.js';
+import type { Database } from '../store/schema.js';
+import type { ChannelRegistry } from './channels.js';
+import type { PolicyRegistry } from './policies.js';
 import { newWebhookId } from './signing.js';
 
-/** One HTTP request a surface wants made. */
+/** One request (or e-mail) a surface wants made. */
 export interface NewDelivery {
   projectId: number;
-  connectionId: number;
-  /** Who hears how it ends (see owners.ts), e.g. "cohort-sync-page" and its row id. */
+  /** How it is sent (channels.ts); default 'webhook'. */
+  channel?: string;
+  /** The connection it goes to; null (or left out) for a channel with a destination of its own (e-mail). */
+  connectionId?: number | null;
+  /** Who hears how it ends (owners.ts), e.g. "cohort-sync" and its page. */
   ownerKind: string;
   ownerId: string | number;
-  policy: PolicyName;
+  /** A registered retry policy (policies.ts). */
+  policy: string;
   contentType: string;
   body: string;
   headers?: Record<string, string>;
@@ -20,25 +25,39 @@ export interface NewDelivery {
 }
 
 /**
- * The transactional outbox: call with the producer's own transaction, so its state change and
- * the deliveries it causes commit together or not at all. Each delivery gets its webhook-id here,
- * once, and keeps it on every retry.
+ * The transactional outbox: call enqueue with the producer's own transaction, so its state change
+ * and the deliveries it causes commit together or not at all. Each delivery gets its webhook-id
+ * here, once, and keeps it on every retry. A channel or policy this process does not know is
+ * refused here, before anything is stored.
  */
-export async function enqueue(db: Kysely<Database> | Transaction<Database>, items: NewDelivery[], now = Date.now()) {
-  return insertDeliveries(
-    db,
-    items.map((d) => ({
-      projectId: d.projectId,
-      connectionId: d.connectionId,
-      webhookId: newWebhookId(),
-      ownerKind: d.ownerKind,
-      ownerId: String(d.ownerId),
-      policy: d.policy,
-      contentType: d.contentType,
-      body: d.body,
-      headers: d.headers ?? {},
-      notBefore: d.notBefore ?? now,
-    })),
-    now,
-  );
+export class Outbox {
+  constructor(private readonly registries: { channels: ChannelRegistry; policies: PolicyRegistry }) {}
+
+  async enqueue(db: Kysely<Database> | Transaction<Database>, items: NewDelivery[], now = Date.now()) {
+    const { channels, policies } = this.registries;
+    for (const d of items) {
+      const channel = channels.get(d.channel ?? 'webhook');
+      policies.get(d.policy);
+      const hasConnection = d.connectionId !== undefined && d.connectionId !== null;
+      if (channel.bound === 'connection' && !hasConnection) throw new Error(`a ${channel.name} delivery needs a connection`);
+      if (channel.bound === 'standalone' && hasConnection) throw new Error(`a ${channel.name} delivery goes to the channel's own destination, not to a connection`);
+    }
+    return insertDeliveries(
+      db,
+      items.map((d) => ({
+        projectId: d.projectId,
+        channel: d.channel ?? 'webhook',
+        connectionId: d.connectionId ?? null,
+        webhookId: newWebhookId(),
+        ownerKind: d.ownerKind,
+        ownerId: String(d.ownerId),
+        policy: d.policy,
+        contentType: d.contentType,
+        body: d.body,
+        headers: d.headers ?? {},
+        notBefore: d.notBefore ?? now,
+      })),
+      now,
+    );
+  }
 }

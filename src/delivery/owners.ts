@@ -1,6 +1,6 @@
 import type { Transaction } from 'kysely';
 import type { Database } from '../store/schema.js';
-import type { ClaimedDelivery } from '../store/outbox-repo.js';
+import type { ClaimedDelivery } from '../store/leases.js';
 
 /** How a delivery ended, told to the surface that made it. */
 export interface DeliveryOutcome {

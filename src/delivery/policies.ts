@@ -1,13 +1,12 @@
-import type { DeliveryConfig } from '../config.js';
+import type { DeliveryConfig, MailConfig } from '../config.js';
 
 /**
  * Retry policies are data: a schedule of delays plus how to read an answer. A delivery names its
- * policy; the dispatcher never special-cases a surface.
+ * policy; the dispatcher never special-cases a surface. Surfaces register the policies their wire
+ * format needs (cohort sync registers Mixpanel's); an unknown name is an error, never a default.
  */
-export type PolicyName = 'standard' | 'mixpanel-cohort-sync' | 'mixpanel-message' | 'once';
-
 export interface RetryPolicy {
-  name: PolicyName;
+  name: string;
   /** Delay before each attempt, the first included: its length is the number of attempts. */
   schedule: number[];
   /** ± this fraction of random jitter on each delay. */
@@ -20,28 +19,55 @@ export interface RetryPolicy {
   disableOn: readonly number[];
   /** Failures other than those above are retried (false: one try, the owner decides what next). */
   retry: boolean;
-  /** Read Mixpanel's cohort-sync reply body: {"status":"failure","error":{"code","message"}}. */
-  readsCohortSyncReply: boolean;
+  /**
+   * Reads a reply that answers "failed" inside a success status (Mixpanel's cohort-sync reply):
+   * the code then decides as a status would; undefined when the reply says nothing of the kind.
+   */
+  readReply?: (body: string) => { code: number | undefined; message: string } | undefined;
 }
 
-export function policies(config: DeliveryConfig): Record<PolicyName, RetryPolicy> {
-  const base = { jitter: 0, permanent: [], disableOn: [], retry: true, readsCohortSyncReply: false } as const;
-  return {
-    standard: { ...base, name: 'standard', schedule: config.standardSchedule, jitter: config.jitter, success: '2xx', disableOn: [410], permanent: [410] },
-    'mixpanel-cohort-sync': {
-      ...base,
-      name: 'mixpanel-cohort-sync',
-      schedule: config.cohortSyncSchedule,
-      success: '2xx',
-      permanent: [400, 401, 403, 404],
-      readsCohortSyncReply: true,
-    },
-    // Mixpanel marks a message's users sent only on exactly 200; others wait for the next run.
-    'mixpanel-message': { ...base, name: 'mixpanel-message', schedule: [0], success: 'exactly-200', retry: false },
+export class UnknownPolicyError extends Error {}
+
+/** Policies by name. */
+export class PolicyRegistry {
+  readonly #policies = new Map<string, RetryPolicy>();
+
+  register(policy: RetryPolicy): void {
+    if (this.#policies.has(policy.name)) throw new Error(`a retry policy named "${policy.name}" is already registered`);
+    if (policy.schedule.length === 0) throw new Error(`retry policy "${policy.name}" needs at least one delay (the first attempt's)`);
+    this.#policies.set(policy.name, policy);
+  }
+
+  has(name: string): boolean {
+    return this.#policies.has(name);
+  }
+
+  get(name: string): RetryPolicy {
+    const policy = this.#policies.get(name);
+    if (!policy) throw new UnknownPolicyError(`unknown retry policy "${name}"; registered: ${[...this.#policies.keys()].join(', ')}`);
+    return policy;
+  }
+}
+
+const base = { jitter: 0, permanent: [], disableOn: [], retry: true } as const;
+
+/** The policies every process has, whatever surfaces it runs. */
+export function corePolicies(config: DeliveryConfig, mail: Pick<MailConfig, 'retryScheduleMs'>): RetryPolicy[] {
+  return [
+    // Standard Webhooks' schedule; 410 Gone switches the destination off.
+    { ...base, name: 'standard', schedule: config.standardSchedule, jitter: config.jitter, success: '2xx', disableOn: [410], permanent: [410] },
     // Connection tests: one try, the answer is reported to whoever asked.
-    once: { ...base, name: 'once', schedule: [0], success: '2xx', retry: false },
-  };
+    { ...base, name: 'once', schedule: [0], success: '2xx', retry: false },
+    // E-mails to people: the mail retry schedule after the first try (the e-mail channel reads SMTP's answers).
+    { ...base, name: 'email', schedule: [0, ...mail.retryScheduleMs], success: '2xx' },
+    // Mixpanel marks a webhook message's users sent only on exactly 200; others wait for the next run.
+    // (The webhook-message surface will own it; it is here so the fault matrix can check the rule.)
+    { ...base, name: 'mixpanel-message', schedule: [0], success: 'exactly-200', retry: false },
+  ];
 }
 
-export const isPolicyName = (name: string): name is PolicyName =>
-  name === 'standard' || name === 'mixpanel-cohort-sync' || name === 'mixpanel-message' || name === 'once';
+export function policyRegistry(config: DeliveryConfig, mail: Pick<MailConfig, 'retryScheduleMs'>): PolicyRegistry {
+  const registry = new PolicyRegistry();
+  for (const p of corePolicies(config, mail)) registry.register(p);
+  return registry;
+}

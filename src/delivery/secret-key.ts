@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import type { Config } from '../config.js';
 import type { Store } from '../store/database.js';
+import { rememberSetting } from '../store/settings-repo.js';
 import { SecretBox, loadOrCreateKeyFile, parseSecretKey } from './secret-box.js';
 
 const CHECK_NAME = 'secret_key_check';
@@ -17,9 +18,7 @@ export async function openSecretBox(config: Config, store: Store): Promise<Secre
     ? parseSecretKey(config.delivery.secretKey)
     : loadOrCreateKeyFile(path.join(config.dataDir, 'secret.key'));
   const check = crypto.createHmac('sha256', key).update('cohortcast secret key check').digest('base64url');
-  await store.db.insertInto('settings').values({ name: CHECK_NAME, value: check }).onConflict((oc) => oc.column('name').doNothing()).execute();
-  const stored = await store.db.selectFrom('settings').select('value').where('name', '=', CHECK_NAME).executeTakeFirstOrThrow();
-  if (stored.value !== check) {
+  if ((await rememberSetting(store, CHECK_NAME, check)) !== check) {
     const source = config.delivery.secretKey ? 'COHORTCAST_SECRET_KEY' : `the key file ${path.join(config.dataDir, 'secret.key')}`;
     throw new Error(
       `this database's secrets were sealed with a different key than ${source}; start every process with the same COHORTCAST_SECRET_KEY`,

@@ -3,7 +3,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Project, ProjectDirectory } from '../projects/projects.js';
 import type { Store } from '../store/database.js';
 import { createIngestWriter, type EventBatch, type IngestWriter } from '../store/ingest-writer.js';
-import { updateGroupProfiles, updateUserProfiles } from '../store/profile-writer.js';
+import { updateGroupProfiles, updateUserProfiles, type ProfileForms } from '../store/profile-writer.js';
 import { IngestError, type RecordError } from './errors.js';
 import { normalizeEvent, type Normalized, type NormalizedEvent } from './events.js';
 import { applyUpdate, parseGroupUpdate, parseUserUpdate, type ProfileUpdate } from './profile-ops.js';
@@ -34,6 +34,7 @@ export class Ingestor {
     private readonly projects: ProjectDirectory,
     private readonly limits: IngestLimits,
     private readonly metrics: Metrics,
+    private readonly forms: ProfileForms,
   ) {
     this.#writer = createIngestWriter(store);
   }
@@ -61,6 +62,7 @@ export class Ingestor {
     return this.#updateProfiles('engage', 'user', records, parseUserUpdate, (projectId, updates, now) =>
       updateUserProfiles(
         this.store,
+        this.forms,
         projectId,
         updates.map((u) => ({ distinctId: u.distinctId, ignoreAlias: u.ignoreAlias, change: (cur) => applyUpdate(cur, u) })),
         now,

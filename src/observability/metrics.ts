@@ -9,9 +9,9 @@ export interface Metrics {
   profileUpdates: Counter<'kind' | 'operation'>;
   requestsRejected: Counter<'endpoint' | 'reason'>;
   requestDuration: Histogram<'method' | 'route' | 'status_code'>;
-  deliveryAttempts: Counter<'outcome'>;
-  deliveriesFinished: Counter<'outcome'>;
-  attemptDuration: Histogram<'outcome'>;
+  deliveryAttempts: Counter<'channel' | 'outcome'>;
+  deliveriesFinished: Counter<'channel' | 'outcome'>;
+  attemptDuration: Histogram<'channel' | 'outcome'>;
   /** Where the queue gauges read from; set by whoever runs a dispatcher. */
   queueSource: { read?: () => Promise<{ pending: number; oldestDueAt: number | null }> };
 }
@@ -65,20 +65,20 @@ export function createMetrics(): Metrics {
     }),
     deliveryAttempts: new Counter({
       name: 'cohortcast_delivery_attempts_total',
-      help: 'HTTP attempts made by the dispatcher, by outcome (success, retry, rejected, failed, exhausted).',
-      labelNames: ['outcome'],
+      help: 'Attempts made by the dispatcher, by channel (webhook, email) and outcome (success, retry, rejected, failed, exhausted).',
+      labelNames: ['channel', 'outcome'],
       registers,
     }),
     deliveriesFinished: new Counter({
       name: 'cohortcast_deliveries_total',
-      help: 'Deliveries that reached an end, by outcome (delivered, rejected, failed, exhausted).',
-      labelNames: ['outcome'],
+      help: 'Deliveries that reached an end, by channel and outcome (delivered, rejected, failed, exhausted).',
+      labelNames: ['channel', 'outcome'],
       registers,
     }),
     attemptDuration: new Histogram({
       name: 'cohortcast_delivery_attempt_duration_seconds',
-      help: 'Latency of delivery attempts, from sending to the end of the reply, by outcome.',
-      labelNames: ['outcome'],
+      help: 'Latency of delivery attempts, from sending to the end of the reply, by channel and outcome.',
+      labelNames: ['channel', 'outcome'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),

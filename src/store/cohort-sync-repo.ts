@@ -1,245 +1,143 @@
-import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
-import type { Dialect, Store } from './database.js';
-import type { Database, SyncPagesTable } from './schema.js';
+import { sql, type Insertable, type Kysely, type Selectable, type Transaction } from 'kysely';
+import type { CohortSyncsTable, Database, SyncRunsTable } from './schema.js';
+import { stopQueuedPages } from './sync-pages-repo.js';
+
+/**
+ * Cohort syncs and their runs. A sync's schedule (its next run) is a row of `schedules` (kind
+ * 'cohort-sync', key the sync's id): read here beside the sync for the API.
+ */
 
 type Db = Kysely<Database> | Transaction<Database>;
-export type SyncAction = SyncPagesTable['action'];
-/** A page to write with its ids; read by lookups (PageRead) unless `scan` says otherwise. */
-export type NewPage = Omit<SyncPagesTable, 'state' | 'delivery_id' | 'scan'> & { ids: string; scan?: number };
+type Trx = Transaction<Database>;
+export type SyncRow = Selectable<CohortSyncsTable>;
+export type RunRow = Selectable<SyncRunsTable>;
+/** A sync as the API shows it: with its next run from the schedule. */
+export type SyncView = SyncRow & { next_run_at: number | null };
 
-/**
- * Writes the run's membership as chunks of `chunkSize` distinct ids in code-point order (SQLite's
- * binary order, PostgreSQL's "C" collation, and compareIds in JavaScript all agree on it), and
- * answers how many members it holds. The ids go from the query into the chunk rows as JSON text:
- * on SQLite a keyset loop (one indexed range per chunk), on PostgreSQL one INSERT … SELECT.
- * SQLite's aggregates take rows in the order of an ordered subquery (an ORDER BY inside the
- * aggregate would sort again what the index already sorted); IdStream checks the order as it reads.
- */
-export async function writeSnapshot(trx: Db, dialect: Dialect, runId: number, projectId: number, condition: RawBuilder<boolean>, chunkSize: number): Promise<number> {
-  if (dialect === 'postgres') {
-    const res = await sql`insert into sync_snapshots (run_id, chunk, first_id, last_id, member_count, ids)
-      select ${runId}, c, min(id collate "C"), max(id collate "C"), count(*), json_agg(id order by id collate "C")::text
-      from (select p.distinct_id as id, (row_number() over (order by p.distinct_id collate "C") - 1) / ${chunkSize} as c
-            from profiles as p where p.project_id = ${projectId} and ${condition}) as x
-      group by c`.execute(trx);
-    if (Number(res.numAffectedRows ?? 0) === 0) return 0;
-    const total = await trx.selectFrom('sync_snapshots').select((eb) => eb.fn.sum<number>('member_count').as('n')).where('run_id', '=', runId).executeTakeFirstOrThrow();
-    return Number(total.n);
-  }
-  let members = 0;
-  for (let chunk = 0, after: string | undefined; ; chunk++) {
-    const above = after === undefined ? sql`` : sql`and p.distinct_id > ${after}`;
-    const { rows } = await sql<{ n: number; first: string | null; last: string | null; ids: string }>`
-      select count(*) as n, min(x.id) as first, max(x.id) as last, json_group_array(x.id) as ids
-      from (select p.distinct_id as id from profiles as p where p.project_id = ${projectId} ${above} and ${condition} order by p.distinct_id limit ${chunkSize}) as x`.execute(trx);
-    const got = rows[0];
-    if (!got || Number(got.n) === 0 || got.first === null || got.last === null) return members;
-    await trx.insertInto('sync_snapshots').values({ run_id: runId, chunk, first_id: got.first, last_id: got.last, member_count: Number(got.n), ids: got.ids }).execute();
-    members += Number(got.n);
-    if (Number(got.n) < chunkSize) return members;
-    after = got.last;
-  }
+export const SYNC_SCHEDULE_KIND = 'cohort-sync';
+
+function withSchedule(db: Db) {
+  return db
+    .selectFrom('cohort_syncs as s')
+    .leftJoin('schedules as j', (join) => join.on('j.kind', '=', SYNC_SCHEDULE_KIND).on('j.key', '=', sql<string>`cast(s.id as text)`))
+    .selectAll('s')
+    .select('j.next_run_at');
 }
 
-/** One chunk of a run's snapshot, a JSON array of ids (undefined past the last). */
-export async function readSnapshotChunk(db: Db, runId: number, chunk: number): Promise<string | undefined> {
-  const row = await db.selectFrom('sync_snapshots').select('ids').where('run_id', '=', runId).where('chunk', '=', chunk).executeTakeFirst();
-  return row?.ids;
+export async function insertSync(trx: Trx, row: Insertable<CohortSyncsTable>): Promise<SyncRow> {
+  return trx.insertInto('cohort_syncs').values(row).returningAll().executeTakeFirstOrThrow();
 }
 
-export async function insertPages(db: Db, pages: NewPage[]): Promise<void> {
-  for (let i = 0; i < pages.length; i += 100) {
-    const slice = pages.slice(i, i + 100);
-    await db
-      .insertInto('sync_pages')
-      .values(slice.map(({ ids: _, scan, ...p }) => ({ ...p, scan: scan ?? PageRead.lookup, state: 'pending' as const, delivery_id: null })))
-      .execute();
-    await db
-      .insertInto('sync_page_ids')
-      .values(slice.map((p) => ({ run_id: p.run_id, page: p.page, ids: p.ids })))
-      .execute();
-  }
+export async function findSync(db: Db, projectId: number, id: number): Promise<SyncView | undefined> {
+  return withSchedule(db).where('s.project_id', '=', projectId).where('s.id', '=', id).executeTakeFirst();
+}
+
+export async function listSyncs(db: Db, projectId: number, after: number | undefined, limit: number): Promise<SyncView[]> {
+  let q = withSchedule(db).where('s.project_id', '=', projectId);
+  if (after !== undefined) q = q.where('s.id', '>', after);
+  return q.orderBy('s.id').limit(limit).execute();
 }
 
 /**
- * A full run's pages are its snapshot's chunks, one for one (written with chunkSize = the page
- * size): planned in one statement, their ids never read into the process. An empty cohort still
- * gets one, empty, page. Answers the number of pages.
+ * The sync's row, locked for the transaction (an UPDATE takes the row lock on PostgreSQL; SQLite
+ * has one writer): two processes never start or resume the same sync's run at once.
  */
-export async function planFullPages(db: Db, dialect: Dialect, runId: number, projectId: number, members: number): Promise<number> {
-  const scan = dialect === 'sqlite' ? await fullPageRead(db, projectId, members) : PageRead.lookup;
-  const res = await db
-    .insertInto('sync_pages')
-    .columns(['run_id', 'page', 'action', 'first_id', 'last_id', 'member_count', 'scan', 'state', 'delivery_id'])
-    .expression((eb) =>
-      eb
-        .selectFrom('sync_snapshots')
-        .select((e) => [
-          'run_id',
-          e('chunk', '+', 1).as('page'),
-          sql.lit('members').as('action'),
-          'first_id',
-          'last_id',
-          'member_count',
-          sql.lit(scan).as('scan'),
-          sql.lit('pending').as('state'),
-          sql.lit(null).as('delivery_id'),
-        ])
-        .where('run_id', '=', runId),
-    )
-    .executeTakeFirst();
-  const pages = Number(res.numInsertedOrUpdatedRows ?? 0);
-  if (pages > 0) return pages;
-  await db.insertInto('sync_pages').values({ run_id: runId, page: 1, action: 'members', first_id: null, last_id: null, member_count: 0, scan, state: 'pending', delivery_id: null }).execute();
-  return 1;
+export async function lockSync(trx: Trx, id: number, now: number): Promise<SyncRow | undefined> {
+  return trx.updateTable('cohort_syncs').set({ updated_at: now }).where('id', '=', id).returningAll().executeTakeFirst();
 }
 
-/** A page's distinct ids, as the JSON text of an array: a full run's from its snapshot chunk. */
-export async function pageIds(db: Db, page: Pick<SyncPagesTable, 'run_id' | 'page' | 'action'>): Promise<string> {
-  const row =
-    page.action === 'members'
-      ? await db.selectFrom('sync_snapshots').select('ids').where('run_id', '=', page.run_id).where('chunk', '=', page.page - 1).executeTakeFirstOrThrow()
-      : await db.selectFrom('sync_page_ids').select('ids').where('run_id', '=', page.run_id).where('page', '=', page.page).executeTakeFirstOrThrow();
-  return row.ids;
+export async function setSyncState(db: Db, id: number, state: SyncRow['state'], reason: string | null, now: number): Promise<SyncRow | undefined> {
+  return db.updateTable('cohort_syncs').set({ state, state_reason: reason, updated_at: now }).where('id', '=', id).returningAll().executeTakeFirst();
 }
 
-/** Moves the pages from `from` on by `by` (remove pages are cut before the number of add pages is known). */
-export async function shiftPages(db: Db, runId: number, from: number, by: number): Promise<void> {
-  await db.updateTable('sync_pages').set((eb) => ({ page: eb('page', '+', by) })).where('run_id', '=', runId).where('page', '>=', from).execute();
-  await db.updateTable('sync_page_ids').set((eb) => ({ page: eb('page', '+', by) })).where('run_id', '=', runId).where('page', '>=', from).execute();
+export async function findRun(db: Db, id: number): Promise<RunRow | undefined> {
+  return db.selectFrom('sync_runs').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** Where members are most of the profiles, SQLite builds a page fastest by scanning its id range. */
-async function fullPageRead(db: Db, projectId: number, members: number): Promise<number> {
-  const row = await db.selectFrom('profiles').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', projectId).executeTakeFirstOrThrow();
-  const profiles = Number(row.n);
-  return members >= profiles * 0.95 ? PageRead.range : members >= profiles / 4 ? PageRead.probe : PageRead.lookup;
+export async function listRuns(db: Db, syncId: number, before: number | undefined, limit: number): Promise<RunRow[]> {
+  let q = db.selectFrom('sync_runs').selectAll().where('sync_id', '=', syncId);
+  if (before !== undefined) q = q.where('id', '<', before);
+  return q.orderBy('id', 'desc').limit(limit).execute();
 }
 
-/** The exported properties appended to each member's head (profiles.sync_member): missing, null or empty text left out. */
-function exportedFields(dialect: Dialect, exported: string[]): RawBuilder<string> {
-  if (exported.length === 0) return sql`''`;
-  const parts = exported.map((k) => {
-    const label = `,${JSON.stringify(k)}:`;
-    if (dialect === 'postgres') {
-      return sql`coalesce(case when jsonb_typeof(p.properties -> ${k}) = 'null' or p.properties ->> ${k} = '' then null else ${label} || (p.properties -> ${k})::text end, '')`;
-    }
-    const path = `$."${k}"`;
-    return sql`coalesce(case when json_type(p.properties, ${path}) = 'null' or p.properties ->> ${path} = '' then null else ${label} || (p.properties -> ${path}) end, '')`;
-  });
-  return sql`(${sql.join(parts, sql` || `)})`;
+export async function insertRun(trx: Trx, row: Omit<Insertable<SyncRunsTable>, 'stale'>): Promise<number> {
+  const run = await trx.insertInto('sync_runs').values({ ...row, stale: 0 }).returning('id').executeTakeFirstOrThrow();
+  return run.id;
 }
 
-/** How a page's profiles are read on SQLite (sync_pages.scan): chosen by how dense the cohort is among the profiles. */
-export const PageRead = {
-  /** One lookup per member. */
-  lookup: 0,
-  /** The page's id range, probing each profile against the page's ids. */
-  probe: 1,
-  /** The page's id range as it is: every profile in it is expected to be a member (checked). */
-  range: 2,
-} as const;
+/** A run's page and member totals, once its pages are cut; it becomes its sync's current run. */
+export async function setRunPlanned(trx: Trx, run: { id: number; syncId: number }, totals: Pick<RunRow, 'total_pages' | 'members' | 'members_added' | 'members_removed'>, now: number): Promise<void> {
+  await trx.updateTable('sync_runs').set(totals).where('id', '=', run.id).execute();
+  await trx.updateTable('cohort_syncs').set({ current_run_id: run.id, updated_at: now }).where('id', '=', run.syncId).execute();
+}
 
-/**
- * A page's members as the JSON text of an array, in the page's id order, each built from the
- * profile as it is now: its head (profiles.sync_member), the exported properties, the brace. A
- * member whose profile is gone is sent with its distinct id alone. On SQLite a dense page is read
- * by scanning its id range (lookups cost twice as much there); when the range turns out to hold
- * other profiles or to miss a member, the page is read the next, more exact, way.
- */
-export async function pageMembersJson(db: Db, dialect: Dialect, projectId: number, page: Pick<SyncPagesTable, 'run_id' | 'page' | 'action' | 'first_id' | 'last_id' | 'member_count' | 'scan'>, exported: string[]): Promise<string> {
-  if (page.member_count === 0) return '[]';
-  const ids = await pageIds(db, page);
-  const extra = exportedFields(dialect, exported);
-  if (dialect === 'postgres') {
-    const { rows } = await sql<{ members: string }>`
-      select '[' || coalesce(string_agg(coalesce(p.sync_member || ${extra}, '{"mixpanel_distinct_id":' || to_json(u.id)::text) || '}', ',' order by u.n), '') || ']' as members
-      from json_array_elements_text(cast(${ids} as json)) with ordinality as u(id, n)
-      left join profiles as p on p.project_id = ${projectId} and p.distinct_id = u.id`.execute(db);
-    return rows[0]!.members;
-  }
-  const range = sql`p.project_id = ${projectId} and p.distinct_id >= ${page.first_id} and p.distinct_id <= ${page.last_id}`;
-  if (page.scan === PageRead.range) {
-    // Right when the range's ids are the page's ids, which the JSON text of both shows.
-    const { rows } = await sql<{ ids: string; members: string }>`
-      select json_group_array(x.id) as ids, '[' || coalesce(group_concat(x.m, ','), '') || ']' as members
-      from (select p.distinct_id as id, p.sync_member || ${extra} || '}' as m from profiles as p where ${range} order by p.distinct_id) as x`.execute(db);
-    if (rows[0]!.ids === ids) return rows[0]!.members;
-  }
-  if (page.scan !== PageRead.lookup) {
-    // The unary + keeps SQLite on the range scan, probing the page's ids for each row it reads.
-    const { rows } = await sql<{ n: number; members: string }>`
-      select count(*) as n, '[' || coalesce(group_concat(x.m, ','), '') || ']' as members
-      from (select p.sync_member || ${extra} || '}' as m from profiles as p
-            where ${range} and +p.distinct_id in (select value from json_each(${ids})) order by p.distinct_id) as x`.execute(db);
-    if (Number(rows[0]!.n) === page.member_count) return rows[0]!.members;
-  }
-  const { rows } = await sql<{ members: string }>`
-    select '[' || coalesce(group_concat(x.m, ','), '') || ']' as members
-    from (select coalesce(p.sync_member || ${extra}, '{"mixpanel_distinct_id":' || json_quote(j.value)) || '}' as m
-          from json_each(${ids}) as j left join profiles as p on p.project_id = ${projectId} and p.distinct_id = j.value order by j.key) as x`.execute(db);
-  return rows[0]!.members;
+/** A failed or paused run goes on (resumed, not restarted). */
+export async function resumeRun(trx: Trx, runId: number): Promise<void> {
+  await trx.updateTable('sync_runs').set({ state: 'running', error: null }).where('id', '=', runId).execute();
+}
+
+/** A run too old to resume: its data may go (stale). */
+export async function abandonRun(trx: Trx, runId: number, now: number): Promise<void> {
+  await trx.updateTable('sync_runs').set({ state: 'abandoned', finished_at: now, stale: 1 }).where('id', '=', runId).execute();
+}
+
+/** One more page acknowledged; answers the run as it is now (the UPDATE locks it: endings of one run's pages take turns). */
+export async function countAck(trx: Trx, runId: number): Promise<RunRow> {
+  return trx.updateTable('sync_runs').set((eb) => ({ pages_acked: eb('pages_acked', '+', 1) })).where('id', '=', runId).returningAll().executeTakeFirstOrThrow();
 }
 
 /**
- * Takes back a run's queued pages that no worker has claimed (the sync paused): their deliveries
- * are cancelled and the pages stopped, to be sent again, as they are, when the run is resumed.
+ * Every page acknowledged: the run succeeded and its snapshot becomes the sync's base (a one-time
+ * sync is done); the previous base is no longer read by anyone (stale). Answers whether there was one.
  */
-export async function stopQueuedPages(db: Db, runId: number, now: number): Promise<void> {
-  const queued = db.selectFrom('sync_pages').select('delivery_id').where('run_id', '=', runId).where('state', '=', 'queued');
-  const cancelled = await db
-    .updateTable('deliveries')
-    .set({ state: 'cancelled', outcome: 'cancelled', last_error: 'the cohort sync paused', completed_at: now, updated_at: now })
-    .where('id', 'in', queued)
-    .where('state', '=', sql.lit('pending'))
-    .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_expires_at', '<=', now)]))
-    .returning('id')
+export async function completeRun(trx: Trx, run: Pick<RunRow, 'id' | 'sync_id' | 'started_at'>, now: number): Promise<boolean> {
+  await trx.updateTable('sync_runs').set({ state: 'succeeded', finished_at: now }).where('id', '=', run.id).execute();
+  const sync = await trx.selectFrom('cohort_syncs').select(['interval_ms', 'base_run_id']).where('id', '=', run.sync_id).executeTakeFirstOrThrow();
+  await trx
+    .updateTable('cohort_syncs')
+    .set({ base_run_id: run.id, base_at: run.started_at, current_run_id: null, updated_at: now, ...(sync.interval_ms === null ? { state: 'done' as const } : {}) })
+    .where('id', '=', run.sync_id)
     .execute();
-  if (cancelled.length === 0) return;
-  await db
-    .updateTable('sync_pages')
-    .set({ state: 'stopped' })
-    .where('run_id', '=', runId)
-    .where(
-      'delivery_id',
-      'in',
-      cancelled.map((c) => c.id),
-    )
-    .execute();
-}
-
-/**
- * Deletes the snapshot and pages of one run that no sync will read again (neither a sync's base
- * nor its current run). The scheduler calls it each tick, off the path of any run. Answers
- * whether there was one.
- */
-export async function sweepStaleRun(db: Db): Promise<boolean> {
-  const stale = await db
-    .selectFrom('sync_runs as r')
-    .select('r.id')
-    .where('r.state', 'in', ['succeeded', 'abandoned'])
-    .where(({ not, exists, selectFrom }) =>
-      not(exists(selectFrom('cohort_syncs as s').select('s.id').where((eb) => eb.or([eb('s.base_run_id', '=', eb.ref('r.id')), eb('s.current_run_id', '=', eb.ref('r.id'))])))),
-    )
-    .where(({ or, exists, selectFrom }) =>
-      or([
-        exists(selectFrom('sync_snapshots as x').select('x.run_id').whereRef('x.run_id', '=', 'r.id')),
-        exists(selectFrom('sync_pages as g').select('g.run_id').whereRef('g.run_id', '=', 'r.id')),
-        exists(selectFrom('sync_page_ids as i').select('i.run_id').whereRef('i.run_id', '=', 'r.id')),
-      ]),
-    )
-    .orderBy('r.id')
-    .limit(1)
-    .executeTakeFirst();
-  if (!stale) return false;
-  await db.deleteFrom('sync_snapshots').where('run_id', '=', stale.id).execute();
-  await db.deleteFrom('sync_pages').where('run_id', '=', stale.id).execute();
-  await db.deleteFrom('sync_page_ids').where('run_id', '=', stale.id).execute();
+  if (sync.base_run_id === null) return false;
+  await trx.updateTable('sync_runs').set({ stale: 1 }).where('id', '=', sync.base_run_id).execute();
   return true;
 }
 
+/** A running run failed or paused with `reason`; answers its sync, or undefined when it was not running. */
+export async function endRun(trx: Trx, runId: number, state: 'failed' | 'paused', reason: string): Promise<number | undefined> {
+  const run = await trx.updateTable('sync_runs').set({ state, error: reason }).where('id', '=', runId).where('state', '=', 'running').returning(['sync_id']).executeTakeFirst();
+  return run?.sync_id;
+}
+
+/** The fields every page of a run is built with (fixed for the run). */
+export async function runEnvelope(db: Db, runId: number) {
+  const run = await db.selectFrom('sync_runs').select(['sync_id', 'session_id', 'total_pages', 'cohort_name', 'cohort_description']).where('id', '=', runId).executeTakeFirstOrThrow();
+  const sync = await db.selectFrom('cohort_syncs').select(['project_id', 'cohort_id', 'connection_id', 'properties_to_export']).where('id', '=', run.sync_id).executeTakeFirstOrThrow();
+  return { run, sync };
+}
+
+/** Deletes a sync, its runs, their data and its schedule; its current run's queued pages are cancelled first. */
+export async function deleteSync(trx: Trx, id: number, now: number): Promise<void> {
+  const current = (await trx.selectFrom('cohort_syncs').select('current_run_id').where('id', '=', id).executeTakeFirst())?.current_run_id;
+  // Pages waiting in the outbox are not sent for a sync that is gone (only its current run queues any).
+  if (current != null) await stopQueuedPages(trx, current, 'the cohort sync was deleted', now);
+  const runs = trx.selectFrom('sync_runs').select('id').where('sync_id', '=', id);
+  await trx.deleteFrom('sync_snapshots').where('run_id', 'in', runs).execute();
+  await trx.deleteFrom('sync_pages').where('run_id', 'in', runs).execute();
+  await trx.deleteFrom('sync_page_ids').where('run_id', 'in', runs).execute();
+  await trx.deleteFrom('sync_runs').where('sync_id', '=', id).execute();
+  await trx.deleteFrom('cohort_syncs').where('id', '=', id).execute();
+  await trx.deleteFrom('schedules').where('kind', '=', SYNC_SCHEDULE_KIND).where('key', '=', String(id)).execute();
+}
+
 /** The cohort syncs that send to a connection (it cannot be deleted under them). */
-export async function syncsUsingConnection(store: Store, connectionId: number): Promise<number[]> {
-  const rows = await store.db.selectFrom('cohort_syncs').select('id').where('connection_id', '=', connectionId).orderBy('id').execute();
+export async function syncsUsingConnection(db: Db, connectionId: number): Promise<number[]> {
+  const rows = await db.selectFrom('cohort_syncs').select('id').where('connection_id', '=', connectionId).orderBy('id').execute();
+  return rows.map((r) => r.id);
+}
+
+/** The cohort syncs of a cohort (it cannot be deleted under them). */
+export async function syncsUsingCohort(db: Db, projectId: number, cohortId: number): Promise<number[]> {
+  const rows = await db.selectFrom('cohort_syncs').select('id').where('project_id', '=', projectId).where('cohort_id', '=', cohortId).orderBy('id').execute();
   return rows.map((r) => r.id);
 }

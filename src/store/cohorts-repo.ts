@@ -106,3 +106,8 @@ export async function cohortSize(store: Store, e: Evaluation): Promise<number> {
     .executeTakeFirstOrThrow();
   return Number(row.n);
 }
+
+/** A cohort's name and description (what a sync's pages and notices carry). */
+export async function cohortLabel(db: Kysely<Database> | Transaction<Database>, id: number): Promise<{ name: string; description: string } | undefined> {
+  return db.selectFrom('cohorts').select(['name', 'description']).where('id', '=', id).executeTakeFirst();
+}

@@ -1,7 +1,7 @@
-import type { Insertable, Selectable, Updateable } from 'kysely';
+import type { Insertable, Selectable, Transaction, Updateable } from 'kysely';
 import type { Store } from './database.js';
-import { PENDING, requeue } from './outbox-repo.js';
-import type { ConnectionsTable } from './schema.js';
+import { cancelDeliveries, requeueDeliveries } from './outbox-repo.js';
+import type { ConnectionsTable, Database } from './schema.js';
 
 export type ConnectionRow = Selectable<ConnectionsTable>;
 
@@ -53,25 +53,33 @@ export async function deleteConnection(store: Store, projectId: number, id: numb
       .where('deleted_at', 'is', null)
       .executeTakeFirst();
     if (Number(res.numUpdatedRows) === 0) return false;
-    await trx
-      .updateTable('deliveries')
-      .set({ state: 'cancelled', outcome: 'cancelled', last_error: 'the connection was deleted', completed_at: now, updated_at: now })
-      .where('connection_id', '=', id)
-      .where('state', '=', PENDING)
-      .execute();
+    // Even those in flight: their attempts are logged, but nothing more is sent for a connection that is gone.
+    await cancelDeliveries(trx, { connectionId: id, state: 'pending' }, 'the connection was deleted', now, { evenLeased: true });
     return true;
   });
 }
 
 /** Puts failed deliveries of a destination that ended in [from, to) back in the queue, due now. */
 export async function requeueFailed(store: Store, connectionId: number, from: number, to: number, now: number): Promise<number> {
-  const res = await store.db
-    .updateTable('deliveries')
-    .set(requeue(now))
-    .where('connection_id', '=', connectionId)
-    .where('state', '=', 'failed')
-    .where('completed_at', '>=', from)
-    .where('completed_at', '<', to)
-    .executeTakeFirst();
-  return Number(res.numUpdatedRows);
+  return (await requeueDeliveries(store.db, { connectionId, state: 'failed', completedFrom: from, completedTo: to }, now)).length;
+}
+
+/** A connection as the dispatcher loads it, whatever its project. */
+export async function connectionById(store: Store, id: number): Promise<ConnectionRow | undefined> {
+  return store.db.selectFrom('connections').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** Switches a destination off (410 Gone), inside the transaction that records why. */
+export async function disableConnection(trx: Transaction<Database>, id: number, reason: string, now: number): Promise<void> {
+  await trx.updateTable('connections').set({ disabled_at: now, disabled_reason: reason, updated_at: now }).where('id', '=', id).where('disabled_at', 'is', null).execute();
+}
+
+/** Holds every request to a destination back until `until` (429/503), never shortening a hold already set. */
+export async function throttleConnection(trx: Transaction<Database>, id: number, until: number): Promise<void> {
+  await trx
+    .updateTable('connections')
+    .set({ throttled_until: until })
+    .where('id', '=', id)
+    .where((eb) => eb.or([eb('throttled_until', 'is', null), eb('throttled_until', '<', until)]))
+    .execute();
 }

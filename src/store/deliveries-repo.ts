@@ -1,12 +1,14 @@
 import type { Selectable } from 'kysely';
 import type { Store } from './database.js';
-import { deliveryBody, requeue, type DeliveryRow } from './outbox-repo.js';
+import type { DeliveryRow } from './leases.js';
+import { deliveryBody, requeueDeliveries } from './outbox-repo.js';
 import type { DeliveryAttemptsTable, DeliveryState } from './schema.js';
 
 export type { DeliveryRow };
 
 export interface DeliveryQuery {
   connectionId?: number;
+  channel?: string;
   state?: DeliveryState;
   ownerKind?: string;
   ownerId?: string;
@@ -18,6 +20,7 @@ export interface DeliveryQuery {
 export async function listDeliveries(store: Store, projectId: number, q: DeliveryQuery): Promise<DeliveryRow[]> {
   let query = store.db.selectFrom('deliveries').selectAll().where('project_id', '=', projectId);
   if (q.connectionId !== undefined) query = query.where('connection_id', '=', q.connectionId);
+  if (q.channel !== undefined) query = query.where('channel', '=', q.channel);
   if (q.state !== undefined) query = query.where('state', '=', q.state);
   if (q.ownerKind !== undefined) query = query.where('owner_kind', '=', q.ownerKind);
   if (q.ownerId !== undefined) query = query.where('owner_id', '=', q.ownerId);
@@ -36,14 +39,8 @@ export async function listAttempts(store: Store, deliveryId: number): Promise<Se
 
 /** Back to the queue, due now; refused while a worker holds a live lease on it. */
 export async function retryDelivery(store: Store, projectId: number, id: number, now: number): Promise<DeliveryRow | 'not_found' | 'in_flight'> {
-  const row = await store.db
-    .updateTable('deliveries')
-    .set(requeue(now))
-    .where('project_id', '=', projectId)
-    .where('id', '=', id)
-    .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
-    .returningAll()
-    .executeTakeFirst();
-  if (row) return row;
-  return (await findDelivery(store, projectId, id)) ? 'in_flight' : 'not_found';
+  const [requeued] = await requeueDeliveries(store.db, { project: projectId, id }, now);
+  const row = await findDelivery(store, projectId, id);
+  if (!row) return 'not_found';
+  return requeued === undefined ? 'in_flight' : row;
 }

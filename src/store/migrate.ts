@@ -5,14 +5,19 @@ import { delivery } from './migrations/002_delivery.js';
 import { cohorts } from './migrations/003_cohorts.js';
 import { cohortSyncs } from './migrations/004_cohort_syncs.js';
 import { syncPagesApart } from './migrations/005_sync_pages_apart.js';
+import { channelsSchedules } from './migrations/006_channels_schedules.js';
 
-/** Ordered by name; never edit a migration that has shipped, add the next one. */
+/**
+ * Ordered by name; never edit a migration that has shipped, add the next one. A migration imports
+ * nothing but Kysely and types, so what it writes never changes with the live code.
+ */
 const MIGRATIONS: [string, (dialect: Store['dialect']) => Migration][] = [
   ['001_foundation', foundation],
   ['002_delivery', delivery],
   ['003_cohorts', cohorts],
   ['004_cohort_syncs', cohortSyncs],
   ['005_sync_pages_apart', syncPagesApart],
+  ['006_channels_schedules', channelsSchedules],
 ];
 
 /** Every migration's name, in order: what a fully migrated database has recorded. */

@@ -1,13 +1,16 @@
-import { sql, type Kysely, type Selectable, type Transaction, type Updateable } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Store } from './database.js';
-import type { Database, DeliveriesTable, DeliveryAttemptsTable } from './schema.js';
-import { sqliteOutbox } from './sqlite-outbox.js';
+import { PENDING } from './leases.js';
+import type { Database, DeliveriesTable } from './schema.js';
 
-export type DeliveryRow = Selectable<DeliveriesTable>;
+/**
+ * The outbox's rows outside a lease: writing deliveries, finding where work is due, and the two
+ * state changes made without a lease: requeueing (a retry by hand, a resumed sync page) and
+ * cancelling what waits. Neither touches a delivery under a live lease unless it says so.
+ * Claims, renewals and outcomes are in leases.ts.
+ */
 
-/** What sending and recording a delivery need: claims return only these (each column costs), and the body. */
-const CLAIMED_COLUMNS = ['id', 'project_id', 'connection_id', 'webhook_id', 'owner_kind', 'owner_id', 'policy', 'content_type', 'headers', 'attempts', 'round_attempts', 'next_attempt_at'] as const;
-export type ClaimedDelivery = Pick<DeliveryRow, (typeof CLAIMED_COLUMNS)[number] | 'body'>;
+type Db = Kysely<Database> | Transaction<Database>;
 
 /**
  * A body longer than this is stored apart, in delivery_bodies: SQLite rewrites a whole row on
@@ -15,20 +18,11 @@ export type ClaimedDelivery = Pick<DeliveryRow, (typeof CLAIMED_COLUMNS)[number]
  * cohort-sync page cost more than sending it.
  */
 const BODY_APART_CHARS = 8192;
-const BODY = `case when body_apart = 1 then (select b.body from delivery_bodies as b where b.delivery_id = deliveries.id) else body end`;
-const CLAIMED_SQL = [...CLAIMED_COLUMNS, `${BODY} as body`];
-const claimedBody = sql.raw<string>(BODY).as('body');
-
-/**
- * 'pending' written into the SQL, not bound: SQLite uses a partial index (deliveries_due, WHERE
- * state = 'pending') only when the query's own condition is that literal.
- */
-export const PENDING = sql.lit('pending' as const);
-type Db = Kysely<Database> | Transaction<Database>;
 
 export interface NewDeliveryRow {
   projectId: number;
-  connectionId: number;
+  channel: string;
+  connectionId: number | null;
   webhookId: string;
   ownerKind: string;
   ownerId: string;
@@ -47,6 +41,7 @@ export async function insertDeliveries(db: Db, rows: NewDeliveryRow[], now: numb
     .values(
       rows.map((r) => ({
         project_id: r.projectId,
+        channel: r.channel,
         connection_id: r.connectionId,
         webhook_id: r.webhookId,
         owner_kind: r.ownerKind,
@@ -72,7 +67,7 @@ export async function insertDeliveries(db: Db, rows: NewDeliveryRow[], now: numb
 }
 
 /** A delivery's body, wherever it is stored. */
-export async function deliveryBody(db: Db, row: Pick<DeliveryRow, 'id' | 'body' | 'body_apart'>): Promise<string> {
+export async function deliveryBody(db: Db, row: { id: number; body: string; body_apart: number }): Promise<string> {
   if (row.body_apart !== 1) return row.body;
   const apart = await db.selectFrom('delivery_bodies').select('body').where('delivery_id', '=', row.id).executeTakeFirst();
   return apart?.body ?? '';
@@ -103,46 +98,18 @@ export async function dueConnections(store: Store, now: number): Promise<number[
   return rows.map((r) => r.id);
 }
 
-/**
- * Leases up to `limit` due deliveries of one destination to `worker`. The lease's expiry is also
- * the row's next_attempt_at, so a leased row drops out of the due range of the claim index (claims
- * never wade through work in flight) and comes back by itself if its worker dies. On PostgreSQL
- * rows another worker is claiming are skipped, not waited for; on SQLite the single writer makes
- * the update atomic.
- */
-export async function claimDeliveries(store: Store, connectionId: number, limit: number, worker: string, now: number, leaseMs: number): Promise<ClaimedDelivery[]> {
-  if (store.dialect === 'sqlite') {
-    const { raw } = store;
-    return store.db.connection().execute(async () => sqliteOutbox(raw, CLAIMED_SQL).claim(connectionId, limit, worker, now, leaseMs));
-  }
-  const due = store.db
+/** Whether deliveries of a channel without connections (e-mail) are due now. */
+export async function channelWorkDue(store: Store, channel: string, now: number): Promise<boolean> {
+  const row = await store.db
     .selectFrom('deliveries')
     .select('id')
-    .where('connection_id', '=', connectionId)
+    .where('connection_id', 'is', null)
     .where('state', '=', PENDING)
     .where('next_attempt_at', '<=', now)
-    .orderBy('next_attempt_at')
-    .orderBy('id')
-    .limit(limit)
-    .$if(store.dialect === 'postgres', (q) => q.forUpdate().skipLocked());
-  return store.db
-    .updateTable('deliveries')
-    .set({ lease_owner: worker, lease_expires_at: now + leaseMs, next_attempt_at: now + leaseMs, updated_at: now })
-    .where('id', 'in', due)
-    .returning([...CLAIMED_COLUMNS, claimedBody])
-    .execute();
-}
-
-/** Gives back leases this worker still holds (on shutdown), so others need not wait for them to expire. */
-export async function releaseLeases(store: Store, worker: string, ids: number[]): Promise<void> {
-  if (ids.length === 0) return;
-  await store.db
-    .updateTable('deliveries')
-    .set({ lease_owner: null, lease_expires_at: null, next_attempt_at: Date.now() })
-    .where('id', 'in', ids)
-    .where('lease_owner', '=', worker)
-    .where('state', '=', PENDING)
-    .execute();
+    .where('channel', '=', channel)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
 export interface QueueStats {
@@ -160,106 +127,46 @@ export async function queueStats(store: Store, now: number): Promise<QueueStats>
   return { pending: Number(row?.pending ?? 0), oldestDueAt: oldest !== null && oldest <= now ? oldest : null };
 }
 
-/** Leases one delivery by id, if nobody holds it: for sending it now (connection tests). */
-export async function claimDelivery(store: Store, id: number, worker: string, now: number, leaseMs: number): Promise<ClaimedDelivery | undefined> {
-  return store.db
-    .updateTable('deliveries')
-    .set({ lease_owner: worker, lease_expires_at: now + leaseMs, next_attempt_at: now + leaseMs, updated_at: now })
-    .where('id', '=', id)
-    .where('state', '=', PENDING)
-    .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
-    .returning([...CLAIMED_COLUMNS, claimedBody])
-    .executeTakeFirst();
-}
+/** Which deliveries a requeue or a cancel takes. */
+export type DeliverySelection =
+  | { ids: number[] }
+  | { project: number; id: number }
+  | { connectionId: number; state?: DeliveriesTable['state']; completedFrom?: number; completedTo?: number };
 
-/** A delivery's state after one attempt. */
-export interface AttemptOutcomeRow {
-  id: number;
-  attempts: number;
-  roundAttempts: number;
-  startedAt: number;
-  state: DeliveriesTable['state'];
-  outcome: string | null;
-  nextAttemptAt: number;
-  lastStatus: number | null;
-  lastError: string | null;
-  completedAt: number | null;
-}
-
-/** One row of the attempt log; the reply's headers already as JSON text. */
-export type AttemptRow = Omit<Selectable<DeliveryAttemptsTable>, 'id' | 'response_headers'> & { response_headers: string | null };
-
-/**
- * Records a batch of attempts inside the caller's transaction `trx`: the attempt log rows, and each
- * delivery's new state, written only while `worker` still holds its lease. Answers the ids changed.
- */
-export async function recordAttempts(store: Store, trx: Transaction<Database>, worker: string, attempts: AttemptRow[], outcomes: AttemptOutcomeRow[], now: number): Promise<Set<number>> {
-  // The transaction holds SQLite's one connection: the prepared statements run inside it.
-  if (store.dialect === 'sqlite') return sqliteOutbox(store.raw, CLAIMED_SQL).record(worker, attempts, outcomes, now);
-  if (attempts.length > 0) await trx.insertInto('delivery_attempts').values(attempts).execute();
-  if (outcomes.length === 0) return new Set();
-  // One statement for the batch: a CTE of VALUES.
-  const int = (v: number | null) => sql`cast(${v} as bigint)`;
-  const text = (v: string | null) => sql`cast(${v} as text)`;
-  const values = sql.join(
-    outcomes.map(
-      (r) =>
-        sql`(${sql.join([int(r.id), int(r.attempts), int(r.roundAttempts), int(r.startedAt), text(r.state), text(r.outcome), int(r.nextAttemptAt), int(r.lastStatus), text(r.lastError), int(r.completedAt)])})`,
-    ),
-  );
-  const result = await sql<{ id: number }>`
-    with v (id, attempts, round_attempts, started_at, state, outcome, next_attempt_at, last_status, last_error, completed_at) as (values ${values})
-    update deliveries set
-      attempts = v.attempts, round_attempts = v.round_attempts,
-      first_attempt_at = coalesce(deliveries.first_attempt_at, v.started_at),
-      state = v.state, outcome = v.outcome, next_attempt_at = v.next_attempt_at,
-      lease_owner = null, lease_expires_at = null,
-      last_status = v.last_status, last_error = v.last_error, updated_at = ${now}, completed_at = v.completed_at
-    from v
-    where deliveries.id = v.id and deliveries.lease_owner = ${worker} and deliveries.state = ${PENDING}
-    returning deliveries.id`.execute(trx);
-  return new Set(result.rows.map((r) => Number(r.id)));
+function selected(db: Db, selection: DeliverySelection) {
+  let q = db.updateTable('deliveries');
+  if ('ids' in selection) return q.where('id', 'in', selection.ids.length > 0 ? selection.ids : [-1]);
+  if ('project' in selection) return q.where('project_id', '=', selection.project).where('id', '=', selection.id);
+  q = q.where('connection_id', '=', selection.connectionId);
+  if (selection.state !== undefined) q = q.where('state', '=', selection.state === 'pending' ? PENDING : selection.state);
+  if (selection.completedFrom !== undefined) q = q.where('completed_at', '>=', selection.completedFrom);
+  if (selection.completedTo !== undefined) q = q.where('completed_at', '<', selection.completedTo);
+  return q;
 }
 
 /**
- * Extends a lease this worker still holds from the claim that set it to `heldUntil` (a lease that
- * ran out and was claimed again, even by this worker, has another expiry and is left alone).
- * Answers the new expiry, or undefined when the lease is no longer that one.
+ * Puts deliveries back at the start of their retry schedule, due at `now`, keeping their
+ * webhook-id and attempt log. One under a live lease is left alone (its worker is sending it).
+ * `except` keeps deliveries in those states as they are. Answers the ids requeued.
  */
-export async function renewLease(store: Store, worker: string, id: number, heldUntil: number, now: number, leaseMs: number): Promise<number | undefined> {
-  const until = now + leaseMs;
-  const res = await store.db
-    .updateTable('deliveries')
-    .set({ lease_expires_at: until, next_attempt_at: until })
-    .where('id', '=', id)
-    .where('lease_owner', '=', worker)
-    .where('state', '=', PENDING)
-    .where('lease_expires_at', '=', heldUntil)
-    .where('lease_expires_at', '>', now)
-    .executeTakeFirst();
-  return Number(res.numUpdatedRows) === 1 ? until : undefined;
+export async function requeueDeliveries(db: Db, selection: DeliverySelection, now: number, except: DeliveriesTable['state'][] = []): Promise<number[]> {
+  let q = selected(db, selection)
+    .set({ state: 'pending', outcome: null, round_attempts: 0, next_attempt_at: now, lease_owner: null, lease_token: null, lease_expires_at: null, completed_at: null, updated_at: now })
+    .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]));
+  if (except.length > 0) q = q.where('state', 'not in', except);
+  const rows = await q.returning('id').execute();
+  return rows.map((r) => r.id);
 }
 
-/** Ends a delivery this worker holds without sending it. */
-export async function cancelDelivery(store: Store, worker: string, id: number, reason: string): Promise<void> {
-  const now = Date.now();
-  await store.db
-    .updateTable('deliveries')
-    .set({ state: 'cancelled', outcome: 'cancelled', last_error: reason, lease_owner: null, lease_expires_at: null, completed_at: now, updated_at: now })
-    .where('id', '=', id)
-    .where('lease_owner', '=', worker)
-    .where('state', '=', PENDING)
-    .execute();
+/**
+ * Cancels pending deliveries with `reason`. Those under a live lease are cancelled too only with
+ * `evenLeased` (their attempt is then logged, but cannot change the state back). Answers the ids.
+ */
+export async function cancelDeliveries(db: Db, selection: DeliverySelection, reason: string, now: number, opts: { evenLeased?: boolean } = {}): Promise<number[]> {
+  let q = selected(db, selection)
+    .set({ state: 'cancelled', outcome: 'cancelled', last_error: reason, completed_at: now, updated_at: now })
+    .where('state', '=', PENDING);
+  if (!opts.evenLeased) q = q.where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_expires_at', '<=', now)]));
+  const rows = await q.returning('id').execute();
+  return rows.map((r) => r.id);
 }
-
-/** A delivery back at the start of its retry schedule, keeping its webhook-id and attempt log. */
-export const requeue = (now: number): Updateable<DeliveriesTable> => ({
-  state: 'pending',
-  outcome: null,
-  round_attempts: 0,
-  next_attempt_at: now,
-  lease_owner: null,
-  lease_expires_at: null,
-  completed_at: null,
-  updated_at: now,
-});

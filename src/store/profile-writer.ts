@@ -1,5 +1,4 @@
 import { sql, type Transaction } from 'kysely';
-import { syncMemberHead } from '../cohorts/sync-member.js';
 import type { Store } from './database.js';
 import { profilePropertiesText, profilePropertiesValue } from './json-sql.js';
 import { readJson, type Database } from './schema.js';
@@ -14,6 +13,15 @@ export interface UserProfileUpdate {
   /** $ignore_alias: apply to this exact distinct_id even if it is an alias. */
   ignoreAlias: boolean;
   change: ProfileChange;
+}
+
+/**
+ * Forms of a profile kept beside its properties, computed by the surfaces that read them (given
+ * by the service, so the store runs no surface's code of its own).
+ */
+export interface ProfileForms {
+  /** The cohort-sync page member, without its closing brace (cohort-sync/wire.ts syncMemberHead). */
+  syncMember(distinctId: string, properties: Properties): string;
 }
 
 export interface GroupProfileUpdate {
@@ -53,7 +61,7 @@ async function lockKeys(store: Store, trx: Transaction<Database>, keys: string[]
   await sql`select pg_advisory_xact_lock(hashtextextended(k, 0)) from unnest(${[...keys].sort()}::text[]) as k order by k`.execute(trx);
 }
 
-export async function updateUserProfiles(store: Store, projectId: number, updates: UserProfileUpdate[], now: number) {
+export async function updateUserProfiles(store: Store, forms: ProfileForms, projectId: number, updates: UserProfileUpdate[], now: number) {
   if (updates.length === 0) return;
   await store.db.transaction().execute(async (trx) => {
     const aliased = [...new Set(updates.filter((u) => !u.ignoreAlias).map((u) => u.distinctId))];
@@ -85,7 +93,7 @@ export async function updateUserProfiles(store: Store, projectId: number, update
         continue;
       }
       const properties = profilePropertiesValue(store.dialect, JSON.stringify(row.properties));
-      const sync_member = syncMemberHead(distinctId, row.properties);
+      const sync_member = forms.syncMember(distinctId, row.properties);
       await trx
         .insertInto('profiles')
         .values({ project_id: projectId, distinct_id: distinctId, properties, sync_member, created_at: now, updated_at: now })

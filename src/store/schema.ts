@@ -43,7 +43,7 @@ export interface ProfilesTable {
   project_id: number;
   distinct_id: string;
   properties: Json;
-  /** The profile as a cohort-sync page member, without its closing brace (cohorts/sync-member.ts). */
+  /** The profile as a cohort-sync page member, without its closing brace (cohort-sync/wire.ts syncMemberHead). */
   sync_member: string;
   created_at: number;
   updated_at: number;
@@ -100,7 +100,10 @@ export type DeliveryState = 'pending' | 'succeeded' | 'failed' | 'cancelled';
 export interface DeliveriesTable {
   id: Generated<number>;
   project_id: number;
-  connection_id: number;
+  /** How it is sent (delivery/channels.ts): 'webhook' over HTTP, 'email' over SMTP, … */
+  channel: string;
+  /** The destination of a connection-bound channel; null for a channel with one destination of its own (e-mail). */
+  connection_id: number | null;
   /** Standard Webhooks webhook-id: the same on every attempt, so receivers can de-duplicate. */
   webhook_id: string;
   owner_kind: string;
@@ -118,7 +121,9 @@ export interface DeliveriesTable {
   round_attempts: number;
   next_attempt_at: number;
   first_attempt_at: number | null;
+  /** The worker holding the lease (for the log and the API), and the claim's own token, which every renewal and outcome must show. */
   lease_owner: string | null;
+  lease_token: string | null;
   lease_expires_at: number | null;
   last_status: number | null;
   last_error: string | null;
@@ -162,7 +167,6 @@ export interface CohortSyncsTable {
   interval_ms: number | null;
   state: 'active' | 'paused' | 'done';
   state_reason: string | null;
-  next_run_at: number | null;
   base_run_id: number | null;
   base_at: number | null;
   current_run_id: number | null;
@@ -188,6 +192,8 @@ export interface SyncRunsTable {
   /** The cohort's name and description when the run started: every page of the session carries them. */
   cohort_name: string | null;
   cohort_description: string | null;
+  /** 1 once no sync will read its snapshot and pages again: the sweep drops them and sets it back to 0. */
+  stale: number;
 }
 
 export interface SyncSnapshotsTable {
@@ -224,18 +230,33 @@ export interface DeliveryBodiesTable {
   body: string;
 }
 
-export interface NotificationsTable {
+/**
+ * Work that runs on a schedule, claimed with a lease so that one process runs each due run. `kind`
+ * names the handler a surface registered (scheduling/scheduler.ts), `key` which one of its jobs.
+ * Repeats every `every_ms`, or at the occurrences of `cron` in `timezone`; with neither it runs
+ * once each time next_run_at is set.
+ */
+export interface SchedulesTable {
   id: Generated<number>;
-  project_id: number;
-  recipients: Json;
-  subject: string;
-  body: string;
-  state: 'pending' | 'sent' | 'failed';
-  attempts: number;
-  next_attempt_at: number;
+  kind: string;
+  key: string;
+  every_ms: number | null;
+  cron: string | null;
+  timezone: string | null;
+  /** A run due longer ago than this is skipped (counted in `missed`), not run late; null: always run once late. */
+  max_lateness_ms: number | null;
+  /** When it is due next (the planned time, kept while it runs); null: not scheduled. */
+  next_run_at: number | null;
+  lease_owner: string | null;
+  lease_token: string | null;
+  lease_expires_at: number | null;
+  runs: number;
+  missed: number;
+  last_started_at: number | null;
+  last_finished_at: number | null;
   last_error: string | null;
   created_at: number;
-  sent_at: number | null;
+  updated_at: number;
 }
 
 export interface SettingsTable {
@@ -261,7 +282,7 @@ export interface Database {
   sync_snapshots: SyncSnapshotsTable;
   sync_pages: SyncPagesTable;
   sync_page_ids: SyncPageIdsTable;
-  notifications: NotificationsTable;
+  schedules: SchedulesTable;
 }
 
 /** JSON columns come back as text from SQLite and already parsed from PostgreSQL. */

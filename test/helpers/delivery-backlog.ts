@@ -1,6 +1,9 @@
 import { sql } from 'kysely';
+import { pino } from 'pino';
 import { request } from 'undici';
-import { enqueue } from '../../src/delivery/outbox.js';
+import type { Config } from '../../src/config.js';
+import { createDeliveryEngine } from '../../src/delivery/engine.js';
+import { createMetrics } from '../../src/observability/metrics.js';
 import type { Store } from '../../src/store/database.js';
 import { startCliServer } from './cli.js';
 import type { TestDatabase } from './database.js';
@@ -42,9 +45,14 @@ export async function createConnectionWithCli(
   }
 }
 
-/** Enqueues `count` standard-policy deliveries to one destination in one transaction; their webhook-ids. */
-export async function enqueueDeliveries(store: Store, projectId: number, connectionId: number, count: number, tag = 'test'): Promise<string[]> {
+/**
+ * Enqueues `count` standard-policy deliveries to one destination in one transaction, through the
+ * outbox of an engine that is never started (this process only produces); their webhook-ids.
+ */
+export async function enqueueDeliveries(store: Store, config: Config, projectId: number, connectionId: number, count: number, tag = 'test'): Promise<string[]> {
   const ids: string[] = [];
+  const engine = await createDeliveryEngine(config, store, createMetrics(), pino({ level: 'silent' }));
+  const { outbox } = engine;
   await store.db.transaction().execute(async (trx) => {
     // Chunks keep each INSERT under SQLite's and PostgreSQL's bound-parameter limits.
     for (let start = 0; start < count; start += 500) {
@@ -57,9 +65,10 @@ export async function enqueueDeliveries(store: Store, projectId: number, connect
         contentType: 'application/json',
         body: JSON.stringify({ tag, n: start + k }),
       }));
-      for (const row of await enqueue(trx, items)) ids.push(row.webhook_id);
+      for (const row of await outbox.enqueue(trx, items)) ids.push(row.webhook_id);
     }
   });
+  await engine.close();
   return ids;
 }
 

@@ -57,10 +57,10 @@ beforeAll(async () => {
   svc = await startTestService((config) => {
     config.delivery.allowHttp = true;
     config.delivery.allowedNetworks = ['127.0.0.0/8'];
-    config.sync.schedulerIntervalMs = 50;
+    config.scheduler.pollIntervalMs = 50;
     config.mail.smtpUrl = `smtp://127.0.0.1:${smtpPort}`;
     config.mail.from = 'cohortcast <alerts@example.com>';
-    config.mail.pollIntervalMs = 50;
+    config.delivery.pollIntervalMs = 50;
     config.mail.retryScheduleMs = [100, 100];
   });
 });

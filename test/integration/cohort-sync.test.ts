@@ -45,7 +45,7 @@ beforeAll(async () => {
     config.sync.pageSize = 3;
     // Two pages out at once: they may arrive in either order, which the receiver must handle.
     config.sync.pagesInFlight = 2;
-    config.sync.schedulerIntervalMs = 50;
+    config.scheduler.pollIntervalMs = 50;
   });
   server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];

@@ -1,7 +1,6 @@
 import crypto from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enqueue } from '../../src/delivery/outbox.js';
 import { verifyEd25519 } from '../../src/delivery/signing.js';
 import { createProject } from '../../src/projects/projects.js';
 import { startService } from '../../src/service.js';
@@ -136,7 +135,7 @@ describe('connection changes', () => {
 
   it('cancels what was waiting when a connection is deleted', async () => {
     const c = await createConnection();
-    const [d] = await enqueue(svc.service.store.db, [
+    const [d] = await svc.service.delivery.outbox.enqueue(svc.service.store.db, [
       { projectId: svc.project.id, connectionId: c.id, ownerKind: 'test', ownerId: 1, policy: 'standard', contentType: 'application/json', body: '{}', notBefore: Date.now() + 3_600_000 },
     ]);
     expect((await call(`/api/v1/connections/${c.id}`, { method: 'DELETE' })).status).toBe(204);
@@ -152,7 +151,7 @@ describe('deliveries', () => {
     // Past the 8 KB kept inline: a cohort-sync page is about 125 KB.
     const body = JSON.stringify({ members: Array.from({ length: 2000 }, (_, i) => ({ id: `m${i}`, note: 'é😀' })) });
     expect(body.length).toBeGreaterThan(8192);
-    const [made] = await enqueue(svc.service.store.db, [{ projectId: svc.project.id, connectionId: c.id, ownerKind: 'test', ownerId: 1, policy: 'standard', contentType: 'application/json', body }]);
+    const [made] = await svc.service.delivery.outbox.enqueue(svc.service.store.db, [{ projectId: svc.project.id, connectionId: c.id, ownerKind: 'test', ownerId: 1, policy: 'standard', contentType: 'application/json', body }]);
     const row = await svc.service.store.db.selectFrom('deliveries').select(['body', 'body_apart']).where('id', '=', made!.id).executeTakeFirstOrThrow();
     expect(row).toEqual({ body: '', body_apart: 1 });
     svc.service.delivery.dispatcher.wake(true);
@@ -166,7 +165,7 @@ describe('deliveries', () => {
   it('retries a failed delivery by hand, with the same webhook-id, and recovers failures in a time window', async () => {
     const c = await createConnection();
     status = 500;
-    const made = await enqueue(svc.service.store.db, [1, 2, 3].map((n) => ({ projectId: svc.project.id, connectionId: c.id, ownerKind: 'test', ownerId: n, policy: 'mixpanel-message' as const, contentType: 'application/json', body: `{"n":${n}}` })));
+    const made = await svc.service.delivery.outbox.enqueue(svc.service.store.db, [1, 2, 3].map((n) => ({ projectId: svc.project.id, connectionId: c.id, ownerKind: 'test', ownerId: n, policy: 'mixpanel-message' as const, contentType: 'application/json', body: `{"n":${n}}` })));
     svc.service.delivery.dispatcher.wake(true);
     const failed = await waitFor(async () => {
       const page = await call<{ results: { id: number; state: string }[] }>(`/api/v1/deliveries?connection_id=${c.id}&state=failed`);
@@ -206,7 +205,7 @@ describe('dispatcher duties', () => {
     const c = await createConnection({ rate_limit_per_s: 5 });
     const path = new URL(await (await call<{ url: string }>(`/api/v1/connections/${c.id}`)).body.url).pathname;
     const sent = () => hits().filter((h) => h.path === path);
-    await enqueue(svc.service.store.db, Array.from({ length: 12 }, (_, n) => ({ projectId: svc.project.id, connectionId: c.id, ownerKind: 'test', ownerId: n, policy: 'standard' as const, contentType: 'application/json', body: '{}' })));
+    await svc.service.delivery.outbox.enqueue(svc.service.store.db, Array.from({ length: 12 }, (_, n) => ({ projectId: svc.project.id, connectionId: c.id, ownerKind: 'test', ownerId: n, policy: 'standard' as const, contentType: 'application/json', body: '{}' })));
     const started = Date.now();
     svc.service.delivery.dispatcher.wake(true);
     await waitFor(async () => (sent().length === 12 ? true : undefined));
@@ -223,14 +222,14 @@ describe('dispatcher duties', () => {
         await trx.insertInto('settings').values({ name: `owner-${outcome.delivery.id}`, value: outcome.outcome }).execute();
       },
     });
-    const [d] = await enqueue(svc.service.store.db, [{ projectId: svc.project.id, connectionId: c.id, ownerKind: 'lifecycle-owner', ownerId: 'o1', policy: 'standard', contentType: 'application/json', body: '{}' }]);
+    const [d] = await svc.service.delivery.outbox.enqueue(svc.service.store.db, [{ projectId: svc.project.id, connectionId: c.id, ownerKind: 'lifecycle-owner', ownerId: 'o1', policy: 'standard', contentType: 'application/json', body: '{}' }]);
     svc.service.delivery.dispatcher.wake(true);
     const row = await waitFor(() => svc.service.store.db.selectFrom('settings').selectAll().where('name', '=', `owner-${d!.id}`).executeTakeFirst());
     expect(row.value).toBe('delivered');
     expect(seen).toEqual(['o1:delivered']);
     const metrics = await (await fetch(`${svc.url}/metrics`)).text();
-    expect(metrics).toMatch(/cohortcast_deliveries_total\{outcome="delivered"\} [1-9]/);
-    expect(metrics).toMatch(/cohortcast_delivery_attempt_duration_seconds_count\{outcome="success"\} [1-9]/);
+    expect(metrics).toMatch(/cohortcast_deliveries_total\{channel="webhook",outcome="delivered"\} [1-9]/);
+    expect(metrics).toMatch(/cohortcast_delivery_attempt_duration_seconds_count\{channel="webhook",outcome="success"\} [1-9]/);
     expect(metrics).toMatch(/cohortcast_delivery_queue_depth \d+/);
     expect(metrics).toMatch(/cohortcast_delivery_oldest_due_age_seconds [\d.]+/);
   });

@@ -65,7 +65,7 @@ describe(`delivery across a worker crash on ${dialectUnderTest}`, () => {
 
     // The backlog, written by this process; closed again before any worker runs.
     store = openStore(db.config);
-    const enqueued = await enqueueDeliveries(store, project.id, connection.id, DELIVERIES, 'crash');
+    const enqueued = await enqueueDeliveries(store, db.config, project.id, connection.id, DELIVERIES, 'crash');
     await store.close();
     store = undefined;
     expect(new Set(enqueued).size).toBe(DELIVERIES);

@@ -1,7 +1,5 @@
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { enqueue } from '../../src/delivery/outbox.js';
-import type { PolicyName } from '../../src/delivery/policies.js';
 import { startReceiver, type Received, type Receiver, type Reply } from '../helpers/receiver.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { waitFor } from '../helpers/wait.js';
@@ -116,7 +114,7 @@ describe('delivery fault matrix', () => {
     return (await res.json()) as Delivery;
   }
 
-  async function send(connectionId: number, policy: PolicyName, count = 1) {
+  async function send(connectionId: number, policy: string, count = 1) {
     const items = Array.from({ length: count }, () => ({
       projectId: svc.project.id,
       connectionId,
@@ -126,7 +124,7 @@ describe('delivery fault matrix', () => {
       contentType: 'application/json',
       body: BODY,
     }));
-    const created = await enqueue(svc.service.store.db, items);
+    const created = await svc.service.delivery.outbox.enqueue(svc.service.store.db, items);
     svc.service.delivery.dispatcher.wake(true);
     return created;
   }
@@ -140,7 +138,7 @@ describe('delivery fault matrix', () => {
   }
 
   /** Creates a connection to a receiver answering `reply`, sends one delivery under `policy`, waits for its end. */
-  async function deliver(reply: Reply | ((r: Received) => Reply), policy: PolicyName, extra: { timeout_ms?: number } = {}) {
+  async function deliver(reply: Reply | ((r: Received) => Reply), policy: string, extra: { timeout_ms?: number } = {}) {
     const r = await receiver(reply);
     const connection = await createConnection(r.url, extra);
     const [created] = await send(connection.id, policy);

@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { syncMemberHead } from '../../src/cohorts/sync-member.js';
-import { cutDiff, IdStream, PageCutter } from '../../src/cohorts/sync-plan.js';
+import { syncMemberHead } from '../../src/cohort-sync/wire.js';
+import { cutDiff, IdStream, PageCutter } from '../../src/cohort-sync/sync-plan.js';
 import { compileDefinition } from '../../src/store/cohort-sql.js';
-import { insertPages, pageMembersJson, PageRead, readSnapshotChunk, writeSnapshot, type NewPage } from '../../src/store/cohort-sync-repo.js';
+import { insertPages, pageMembersJson, PageRead, readSnapshotChunk, writeSnapshot, type NewPage } from '../../src/store/sync-pages-repo.js';
 import { openStore, type Store } from '../../src/store/database.js';
 import { migrateTo, migrateToLatest } from '../../src/store/migrate.js';
 import { updateUserProfiles, type Properties } from '../../src/store/profile-writer.js';
@@ -24,6 +24,7 @@ const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a, 'utf8'
 const setProfiles = (profiles: Record<string, Properties | null>) =>
   updateUserProfiles(
     store,
+    { syncMember: syncMemberHead },
     project,
     Object.entries(profiles).map(([distinctId, props]) => ({ distinctId, ignoreAlias: true, change: () => props })),
     Date.now(),

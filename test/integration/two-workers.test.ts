@@ -47,7 +47,7 @@ describe.skipIf(dialectUnderTest !== 'postgres')('two workers on one PostgreSQL 
     const [a, b] = workers as [(typeof workers)[0], (typeof workers)[0]];
     expect(a.name).not.toBe(b.name);
     store = openStore(database.config);
-    const enqueued = await enqueueDeliveries(store, project.id, connection.id, DELIVERIES, 'two-workers');
+    const enqueued = await enqueueDeliveries(store, database.config, project.id, connection.id, DELIVERIES, 'two-workers');
 
     await waitUntil(async () => (await deliveryStates(store!, connection.id)).succeeded === DELIVERIES, {
       timeoutMs: 30_000,

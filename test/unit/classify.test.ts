@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { classify, retryAfterMs, scheduledDelay, type AttemptResult } from '../../src/delivery/classify.js';
-import { policies } from '../../src/delivery/policies.js';
+import { corePolicies, type RetryPolicy } from '../../src/delivery/policies.js';
+import { cohortSyncPolicy } from '../../src/cohort-sync/wire.js';
 import { loadConfig } from '../../src/config.js';
 
 const config = { ...loadConfig({}, {}).delivery, standardSchedule: [0, 1000, 5000], cohortSyncSchedule: [0, 100, 200], jitter: 0.2 };
-const P = policies(config);
+const P: Record<string, RetryPolicy> = Object.fromEntries([...corePolicies(config, { retryScheduleMs: [100] }), cohortSyncPolicy(config)].map((p) => [p.name, p]));
 const NOW = Date.UTC(2024, 0, 1, 0, 0, 0);
 const THROTTLE = 5000;
 
@@ -33,7 +34,7 @@ describe('retryAfterMs', () => {
 });
 
 describe("classify, policy 'standard'", () => {
-  const policy = P.standard;
+  const policy = P.standard!;
 
   it.each([200, 201, 202, 204, 299])('%i is a success', (status) => {
     expect(classify(policy, answered(status), NOW, THROTTLE)).toEqual({ kind: 'success' });
@@ -83,7 +84,7 @@ describe("classify, policy 'standard'", () => {
 });
 
 describe("classify, policy 'mixpanel-cohort-sync'", () => {
-  const policy = P['mixpanel-cohort-sync'];
+  const policy = P['mixpanel-cohort-sync']!;
   const reply = (body: unknown) => answered(200, JSON.stringify(body));
 
   it('2xx with status "success" (or a body that is not a failure reply) is a success', () => {
@@ -122,7 +123,7 @@ describe("classify, policy 'mixpanel-cohort-sync'", () => {
 });
 
 describe("classify, policy 'mixpanel-message'", () => {
-  const policy = P['mixpanel-message'];
+  const policy = P['mixpanel-message']!;
 
   it('only exactly 200 is a success', () => {
     expect(classify(policy, answered(200), NOW, THROTTLE)).toEqual({ kind: 'success' });
@@ -139,21 +140,21 @@ describe("classify, policy 'mixpanel-message'", () => {
 
 describe("classify, policy 'once'", () => {
   it('2xx succeeds; anything else fails once, without retry', () => {
-    expect(classify(P.once, answered(204), NOW, THROTTLE)).toEqual({ kind: 'success' });
-    expect(classify(P.once, answered(500), NOW, THROTTLE)).toEqual({ kind: 'fail', reason: 'HTTP 500', permanent: false, disableDestination: false });
+    expect(classify(P.once!, answered(204), NOW, THROTTLE)).toEqual({ kind: 'success' });
+    expect(classify(P.once!, answered(500), NOW, THROTTLE)).toEqual({ kind: 'fail', reason: 'HTTP 500', permanent: false, disableDestination: false });
   });
 });
 
 describe('scheduledDelay', () => {
   it('without jitter: the schedule as is, then undefined', () => {
-    const policy = { ...P.standard, jitter: 0 };
+    const policy = { ...P.standard!, jitter: 0 };
     expect([0, 1, 2, 3].map((i) => scheduledDelay(policy, i, () => 0))).toEqual([0, 1000, 5000, undefined]);
     // The cohort-sync schedule never jitters.
-    expect([0, 1, 2, 3].map((i) => scheduledDelay(P['mixpanel-cohort-sync'], i, () => 0))).toEqual([0, 100, 200, undefined]);
+    expect([0, 1, 2, 3].map((i) => scheduledDelay(P['mixpanel-cohort-sync']!, i, () => 0))).toEqual([0, 100, 200, undefined]);
   });
 
   it('with jitter: ± the fraction, from the injected random', () => {
-    const policy = P.standard; // jitter 0.2
+    const policy = P.standard!; // jitter 0.2
     expect(scheduledDelay(policy, 1, () => 0)).toBe(800);
     expect(scheduledDelay(policy, 1, () => 0.5)).toBe(1000);
     expect(scheduledDelay(policy, 1, () => 0.999999)).toBe(1200);
@@ -162,7 +163,7 @@ describe('scheduledDelay', () => {
   });
 
   it('a zero delay stays zero', () => {
-    expect(scheduledDelay(P.standard, 0, () => 0)).toBe(0);
-    expect(scheduledDelay(P.standard, 0, () => 1)).toBe(0);
+    expect(scheduledDelay(P.standard!, 0, () => 0)).toBe(0);
+    expect(scheduledDelay(P.standard!, 0, () => 1)).toBe(0);
   });
 });

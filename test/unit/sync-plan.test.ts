@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compareIds, cutDiff, IdStream, PageCutter } from '../../src/cohorts/sync-plan.js';
-import type { NewPage } from '../../src/store/cohort-sync-repo.js';
+import { compareIds, cutDiff, IdStream, PageCutter } from '../../src/cohort-sync/sync-plan.js';
+import type { NewPage } from '../../src/store/sync-pages-repo.js';
 
 /** Code-point order as the databases keep it: UTF-8 bytes compared. */
 const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));

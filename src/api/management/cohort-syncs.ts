@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import type { Selectable } from 'kysely';
-import type { CohortSyncs } from '../../cohorts/cohort-syncs.js';
-import type { CohortSyncsTable, SyncRunsTable } from '../../store/schema.js';
+import type { SyncAdmin, SyncInput } from '../../cohort-sync/admin.js';
+import type { RunRow, SyncView } from '../../store/cohort-sync-repo.js';
 import { readJson } from '../../store/schema.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
 import { errorSchema } from '../errors.js';
@@ -45,7 +44,7 @@ const runSchema = {
   },
 } as const;
 
-const presentSync = (s: Selectable<CohortSyncsTable>) => ({
+const presentSync = (s: SyncView) => ({
   id: s.id,
   cohort_id: s.cohort_id,
   connection_id: s.connection_id,
@@ -60,7 +59,7 @@ const presentSync = (s: Selectable<CohortSyncsTable>) => ({
   created_at: iso(s.created_at),
 });
 
-const presentRun = (r: Selectable<SyncRunsTable>) => ({
+const presentRun = (r: RunRow) => ({
   id: r.id,
   session_id: r.session_id,
   kind: r.kind,
@@ -79,7 +78,7 @@ const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: erro
 const tags = ['Cohort syncs'];
 const list = (items: object) => ({ type: 'object', properties: { results: { type: 'array', items }, next_cursor: { type: ['string', 'null'] } } });
 
-export async function cohortSyncRoutes(app: FastifyInstance, opts: { syncs: CohortSyncs; defaultPageSize: number; maxPageSize: number }) {
+export async function cohortSyncRoutes(app: FastifyInstance, opts: { syncs: SyncAdmin; defaultPageSize: number; maxPageSize: number }) {
   const { syncs } = opts;
 
   app.post(
@@ -104,7 +103,7 @@ export async function cohortSyncRoutes(app: FastifyInstance, opts: { syncs: Coho
         response: { 201: syncSchema, ...errors },
       },
     },
-    async (request, reply) => reply.code(201).send(presentSync(await syncs.create(request.project.id, request.body as Parameters<CohortSyncs['create']>[1]))),
+    async (request, reply) => reply.code(201).send(presentSync(await syncs.create(request.project.id, request.body as SyncInput))),
   );
 
   app.get(

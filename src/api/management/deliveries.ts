@@ -11,7 +11,8 @@ import { iso } from '../../iso-time.js';
 
 const deliveryFields = {
   id: { type: 'integer' },
-  connection_id: { type: 'integer' },
+  channel: { type: 'string', description: 'How it is sent: webhook (HTTP) or email (SMTP)' },
+  connection_id: { type: ['integer', 'null'], description: 'null for a channel with a destination of its own (e-mail)' },
   webhook_id: { type: 'string' },
   owner: { type: 'object', properties: { kind: { type: 'string' }, id: { type: 'string' } } },
   policy: { type: 'string' },
@@ -43,6 +44,7 @@ const attemptSchema = {
 function present(d: DeliveryRow) {
   return {
     id: d.id,
+    channel: d.channel,
     connection_id: d.connection_id,
     webhook_id: d.webhook_id,
     owner: { kind: d.owner_kind, id: d.owner_id },
@@ -74,6 +76,7 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
           properties: {
             ...pageSchema,
             connection_id: { type: 'integer', minimum: 1 },
+            channel: { type: 'string', maxLength: 64 },
             state: { type: 'string', enum: ['pending', 'succeeded', 'failed', 'cancelled'] },
             owner_kind: { type: 'string' },
             owner_id: { type: 'string' },
@@ -88,12 +91,13 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
       },
     },
     async (request) => {
-      const q = request.query as { limit?: number; cursor?: string; connection_id?: number; state?: DeliveryRow['state']; owner_kind?: string; owner_id?: string };
+      const q = request.query as { limit?: number; cursor?: string; connection_id?: number; channel?: string; state?: DeliveryRow['state']; owner_kind?: string; owner_id?: string };
       if (q.owner_id !== undefined && q.owner_kind === undefined) throw new ApiError(400, 'invalid_filter', 'owner_id needs owner_kind');
       const limit = pageLimit(q.limit, opts);
       const before = q.cursor === undefined ? undefined : decodeCursor(q.cursor, isIdCursor);
       const rows = await listDeliveries(store, request.project.id, {
         connectionId: q.connection_id,
+        channel: q.channel,
         state: q.state,
         ownerKind: q.owner_kind,
         ownerId: q.owner_id,
@@ -115,7 +119,13 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
         response: {
           200: {
             type: 'object',
-            properties: { ...deliveryFields, content_type: { type: 'string' }, body: { type: 'string' }, attempts_log: { type: 'array', items: attemptSchema } },
+            properties: {
+              ...deliveryFields,
+              content_type: { type: 'string' },
+              headers: { type: 'object', additionalProperties: { type: 'string' }, description: 'The delivery’s own headers (an e-mail’s to and subject)' },
+              body: { type: 'string' },
+              attempts_log: { type: 'array', items: attemptSchema },
+            },
           },
           401: errorSchema,
           404: errorSchema,
@@ -130,6 +140,7 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
       return {
         ...present(d),
         content_type: d.content_type,
+        headers: readJson<Record<string, string>>(d.headers),
         body: d.body,
         attempts_log: attempts.map((a) => ({
           attempt: a.attempt,

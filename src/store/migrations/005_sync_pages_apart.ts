@@ -1,12 +1,26 @@
 import { sql, type Kysely, type Migration } from 'kysely';
-import { syncMemberHead } from '../../cohorts/sync-member.js';
 import type { Dialect } from '../database.js';
 
 const BACKFILL_ROWS = 1000;
 
 /**
+ * The page form of a profile as this migration wrote it. A copy, not an import: a migration's
+ * output must not change when the live code does (the profile writer keeps the column up to date
+ * from then on).
+ */
+function syncMemberHead(distinctId: string, properties: Record<string, unknown>): string {
+  let head = `{"mixpanel_distinct_id":${JSON.stringify(distinctId)}`;
+  for (const [field, key] of [['email', '$email'], ['first_name', '$first_name'], ['last_name', '$last_name'], ['phone_number', '$phone']] as const) {
+    const v = properties[key];
+    if (v === undefined || v === null || v === '') continue;
+    head += `,"${field}":${JSON.stringify(typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v))}`;
+  }
+  return head;
+}
+
+/**
  * Cohort syncs at scale:
- * - profiles.sync_member: each profile's page form (see syncMemberHead), kept by the profile writer;
+ * - profiles.sync_member: each profile's page form (syncMemberHead below), kept by the profile writer;
  * - sync_snapshots hold a run's membership as chunks of sorted ids, and sync_page_ids each diff page's ids:
  *   a diff is a merge of two sorted streams, not two anti-joins over a million rows;
  * - a large delivery body is stored apart (delivery_bodies), so the updates of a delivery's life

@@ -1,4 +1,4 @@
-import type { NewPage, SyncAction } from '../store/cohort-sync-repo.js';
+import type { NewPage, SyncAction } from '../store/sync-pages-repo.js';
 
 /**
  * Orders distinct ids by code point, as SQLite's binary collation and PostgreSQL's "C" collation

@@ -1,0 +1,32 @@
+import type { Config } from '../config.js';
+import type { DeliveryEngine } from '../delivery/engine.js';
+import type { Scheduler } from '../scheduling/scheduler.js';
+import { every } from '../scheduling/timing.js';
+import { SYNC_SCHEDULE_KIND } from '../store/cohort-sync-repo.js';
+import type { Store } from '../store/database.js';
+import { scheduleNow } from '../store/schedules-repo.js';
+import { SyncAdmin } from './admin.js';
+import { PAGE_OWNER, PageQueue } from './pages.js';
+import { SyncRunner } from './runner.js';
+import { SWEEP_KIND, syncSweep } from './sweep.js';
+import { cohortSyncPolicy } from './wire.js';
+
+/**
+ * Cohort sync plugged into the engine through its seams: Mixpanel's retry policy, the owner of its
+ * page deliveries, the handler of each sync's schedule and the sweep's. Nothing else in the
+ * engine knows about cohort syncs.
+ */
+export function cohortSyncSurface(deps: { store: Store; engine: DeliveryEngine; scheduler: Scheduler; config: Config }): { admin: SyncAdmin } {
+  const { store, engine, scheduler, config } = deps;
+  engine.policies.register(cohortSyncPolicy(config.delivery));
+  const pages = new PageQueue({
+    dialect: store.dialect,
+    outbox: engine.outbox,
+    config: config.sync,
+    superseded: async (trx, now) => void (await scheduleNow(trx, SWEEP_KIND, '', now)),
+  });
+  engine.owners.register(PAGE_OWNER, pages);
+  scheduler.register(SYNC_SCHEDULE_KIND, new SyncRunner({ store, outbox: engine.outbox, pages, config: config.sync, wake: () => engine.dispatcher.wake(true) }));
+  scheduler.register(SWEEP_KIND, syncSweep(store), { singleton: every(config.sync.sweepIntervalMs) });
+  return { admin: new SyncAdmin({ store, scheduler, config: config.sync }) };
+}
