@@ -72,6 +72,7 @@ export async function finishAttempts(
         response_body: c.result.status === undefined ? null : storable(c.result.body, config.storedResponseBytes),
         error: c.result.error ? storable(`${c.result.error.kind}: ${c.result.error.message}`, 2048) : null,
         outcome: outcomeOf(c),
+        reason: reasonOf(c),
       })),
       batch.map((c) => {
         const outcome = outcomeOf(c);

@@ -30,7 +30,14 @@ export interface Sender {
   send(req: OutboundRequest): Promise<SendOutcome>;
   /** Hands back, unsent, every request of the destination that is still waiting for a slot. */
   withdraw(destinationId: number): void;
+  /** A destination's requests on the wire and waiting for a slot, as the sender holds them now. */
+  load(destinationId: number): Promise<DestinationLoad>;
   close(): Promise<void>;
+}
+
+export interface DestinationLoad {
+  active: number;
+  waiting: number;
 }
 
 interface Waiting {
@@ -89,6 +96,11 @@ export class HttpSender implements Sender {
     if (!gate) return;
     for (const w of gate.waiting.splice(0)) w.resolve({ unsent: 'withdrawn' });
     if (gate.active === 0) this.#gates.delete(destinationId);
+  }
+
+  async load(destinationId: number): Promise<DestinationLoad> {
+    const gate = this.#gates.get(destinationId);
+    return { active: gate?.active ?? 0, waiting: gate?.waiting.length ?? 0 };
   }
 
   #start(gate: Gate, { req, target, resolve }: Waiting): void {

@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { HttpSender, type OutboundRequest, type SendOutcome } from './http-sender.js';
+import { HttpSender, type DestinationLoad, type OutboundRequest, type SendOutcome } from './http-sender.js';
 import { NetworkGuard, type NetworkPolicy } from './network-guard.js';
 
 /**
@@ -11,8 +11,12 @@ export interface SenderThreadData {
   policy: NetworkPolicy;
   limits: { maxResponseBytes: number };
 }
-export type ToSenderThread = { type: 'send'; requests: [number, OutboundRequest][] } | { type: 'withdraw'; destinationId: number } | { type: 'close' };
-export type FromSenderThread = { type: 'results'; results: [number, SendOutcome][] } | { type: 'closed' };
+export type ToSenderThread =
+  | { type: 'send'; requests: [number, OutboundRequest][] }
+  | { type: 'withdraw'; destinationId: number }
+  | { type: 'load'; id: number; destinationId: number }
+  | { type: 'close' };
+export type FromSenderThread = { type: 'results'; results: [number, SendOutcome][] } | { type: 'load'; id: number; load: DestinationLoad } | { type: 'closed' };
 
 const port = parentPort;
 if (!port) throw new Error('sender-thread.js runs as a worker thread (threaded-sender.ts starts it)');
@@ -39,6 +43,8 @@ port.on('message', (msg: ToSenderThread) => {
     for (const [id, req] of msg.requests) void sender.send(req).then((result) => answer(id, result));
   } else if (msg.type === 'withdraw') {
     sender.withdraw(msg.destinationId);
+  } else if (msg.type === 'load') {
+    void sender.load(msg.destinationId).then((load) => port.postMessage({ type: 'load', id: msg.id, load } satisfies FromSenderThread));
   } else {
     void sender.close().finally(() => port.postMessage({ type: 'closed' } satisfies FromSenderThread));
   }

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { OutboundRequest, SendOutcome, Sender } from './http-sender.js';
+import type { DestinationLoad, OutboundRequest, SendOutcome, Sender } from './http-sender.js';
 import type { FromSenderThread, SenderThreadData, ToSenderThread } from './sender-thread.js';
 
 /**
@@ -22,6 +22,7 @@ export class ThreadedSender implements Sender {
   #worker: Worker | undefined;
   #nextId = 0;
   readonly #waiting = new Map<number, (outcome: SendOutcome) => void>();
+  readonly #loads = new Map<number, (load: DestinationLoad) => void>();
   #outbox: [number, OutboundRequest][] = [];
   #posting = false;
 
@@ -46,6 +47,15 @@ export class ThreadedSender implements Sender {
     this.#worker?.postMessage({ type: 'withdraw', destinationId } satisfies ToSenderThread);
   }
 
+  /** Asked after any sends of this turn, so those count. A thread that is not running holds nothing. */
+  load(destinationId: number): Promise<DestinationLoad> {
+    if (!this.#worker) return Promise.resolve({ active: 0, waiting: 0 });
+    if (this.#outbox.length > 0) this.#post();
+    const id = ++this.#nextId;
+    this.#worker.postMessage({ type: 'load', id, destinationId } satisfies ToSenderThread);
+    return new Promise((resolve) => this.#loads.set(id, resolve));
+  }
+
   #post(): void {
     this.#posting = false;
     if (this.#outbox.length === 0) return;
@@ -58,6 +68,11 @@ export class ThreadedSender implements Sender {
     if (this.#worker) return this.#worker;
     const worker = new Worker(threadEntry(), { workerData: this.data });
     worker.on('message', (msg: FromSenderThread) => {
+      if (msg.type === 'load') {
+        this.#loads.get(msg.id)?.({ ...msg.load });
+        this.#loads.delete(msg.id);
+        return;
+      }
       if (msg.type !== 'results') return;
       for (const [id, result] of msg.results) {
         const resolve = this.#waiting.get(id);
@@ -71,6 +86,10 @@ export class ThreadedSender implements Sender {
       for (const [id, resolve] of this.#waiting) {
         this.#waiting.delete(id);
         resolve({ body: '', truncated: false, error: { kind: 'network', message: 'the sender thread stopped before the answer came' }, durationMs: 0 });
+      }
+      for (const [id, resolve] of this.#loads) {
+        this.#loads.delete(id);
+        resolve({ active: 0, waiting: 0 });
       }
     });
     this.#worker = worker;

@@ -269,8 +269,8 @@ function sqliteStatements(raw: BetterSqlite3.Database): SqliteLeaseStatements {
   const claimConnection = raw.prepare(claimWhere('connection_id = ?'));
   const claimChannel = raw.prepare(claimWhere('connection_id is null and channel = ?'));
   const insertAttempt = raw.prepare(
-    `insert into delivery_attempts (delivery_id, attempt, worker, started_at, duration_ms, status, response_headers, response_body, error, outcome)
-     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `insert into delivery_attempts (delivery_id, attempt, worker, started_at, duration_ms, status, response_headers, response_body, error, outcome, reason)
+     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const recordOutcome = raw.prepare(
     `update deliveries set attempts = ?, round_attempts = ?, first_attempt_at = coalesce(first_attempt_at, ?), state = ?, outcome = ?,
@@ -286,7 +286,7 @@ function sqliteStatements(raw: BetterSqlite3.Database): SqliteLeaseStatements {
     },
     record(attempts, outcomes, now) {
       for (const a of attempts) {
-        insertAttempt.run(a.delivery_id, a.attempt, a.worker, a.started_at, a.duration_ms, a.status, a.response_headers, a.response_body, a.error, a.outcome);
+        insertAttempt.run(a.delivery_id, a.attempt, a.worker, a.started_at, a.duration_ms, a.status, a.response_headers, a.response_body, a.error, a.outcome, a.reason);
       }
       const changed = new Set<number>();
       for (const o of outcomes) {

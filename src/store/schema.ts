@@ -144,6 +144,8 @@ export interface DeliveryAttemptsTable {
   response_body: string | null;
   error: string | null;
   outcome: string;
+  /** Why the attempt was judged as it was (the receiver's own message where it gave one); null for a success. */
+  reason: string | null;
 }
 
 export interface CohortsTable {

@@ -98,3 +98,45 @@ export async function waitUntil(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** The worker that delivered the delivery with this webhook-id, once it has succeeded (within 15 s). */
+export async function deliveredBy(store: Store, webhookId: string): Promise<string> {
+  let worker: string | undefined;
+  await waitUntil(
+    async () => {
+      const row = await store.db
+        .selectFrom('deliveries as d')
+        .innerJoin('delivery_attempts as a', 'a.delivery_id', 'd.id')
+        .select('a.worker')
+        .where('d.webhook_id', '=', webhookId)
+        .where('d.state', '=', 'succeeded')
+        .where('a.outcome', '=', 'success')
+        .executeTakeFirst();
+      worker = row?.worker;
+      return worker !== undefined;
+    },
+    { timeoutMs: 15_000, describe: () => `delivery ${webhookId} never succeeded` },
+  );
+  return worker!;
+}
+
+/**
+ * The most attempts open at once, from the engine's own attempt log: each attempt is the interval
+ * [started_at, started_at + duration_ms). Both are whole milliseconds read from two clocks, so
+ * each interval's end is taken 2 ms early: an attempt that starts the moment another ends (its
+ * slot passed on) is not counted as overlapping it.
+ */
+export function mostOpenAtOnce(attempts: { started_at: string | number; duration_ms: number }[]): number {
+  const edges = attempts.flatMap((a) => {
+    const start = typeof a.started_at === 'number' ? a.started_at : Date.parse(a.started_at);
+    return [
+      [start, 1],
+      [start + Math.max(0, a.duration_ms - 2), -1],
+    ] as [number, number][];
+  });
+  edges.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  let open = 0;
+  let most = 0;
+  for (const [, step] of edges) most = Math.max(most, (open += step));
+  return most;
+}

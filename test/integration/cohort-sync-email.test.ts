@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestService, type TestService } from '../helpers/service.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * A sync paused by the receiver (401) e-mails its owners, through a real SMTP server on 127.0.0.1;
@@ -84,8 +85,7 @@ describe('a paused cohort sync', () => {
     expect(sync.body.owner_emails).toEqual(['ops@example.com', 'pm@example.com']);
 
     // The server refused ops@ the first time: pm@ has it at once, ops@ on the retry.
-    const end = Date.now() + 15_000;
-    while (mails.length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
+    await waitFor('both e-mails', () => (mails.length >= 2 ? true : undefined), 15_000);
     expect(mails.map((m) => m.to)).toEqual([['pm@example.com'], ['ops@example.com']]);
     for (const mail of mails) {
       expect(mail.from).toBe('alerts@example.com');
@@ -95,8 +95,22 @@ describe('a paused cohort sync', () => {
     }
     expect((await api(`/api/v1/cohort-syncs/${sync.body.id}`)).body).toMatchObject({ state: 'paused', state_reason: expect.stringContaining('HTTP 401') });
 
-    // Sent once to each: nothing more arrives while the sync stays paused.
-    await new Promise((r) => setTimeout(r, 300));
+    // The e-mail is a delivery of the e-mail channel, in the API like any other: once it has
+    // succeeded nothing more is sent for it (and nothing else is queued while the sync stays
+    // paused), so each owner got it once.
+    type Mailed = { id: number; channel: string; connection_id: number | null; state: string; attempts: number };
+    const [delivery] = await waitFor('the e-mail delivery to succeed', async () => {
+      const list = (await api('/api/v1/deliveries?channel=email')).body.results as Mailed[];
+      return list.length > 0 && list.every((d) => d.state !== 'pending') ? list : undefined;
+    });
+    expect(delivery).toMatchObject({ channel: 'email', connection_id: null, state: 'succeeded', attempts: 2 });
+    const shown = (await api(`/api/v1/deliveries/${delivery!.id}`)).body;
+    expect(shown.attempts_log.map((a: { outcome: string; status: number; reason: string | null }) => [a.outcome, a.status, a.reason])).toEqual([
+      ['retry', 250, 'refused by the SMTP server for ops@example.com'],
+      ['success', 250, null],
+    ]);
+    expect(shown.headers).toEqual({ to: 'ops@example.com', subject: 'cohortcast: the sync of cohort "Everyone" is paused' });
+    expect((await api('/api/v1/deliveries?channel=email&state=pending')).body.results).toEqual([]);
     expect(mails).toHaveLength(2);
   });
 

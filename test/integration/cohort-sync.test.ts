@@ -95,6 +95,19 @@ const runEnded = (syncId: number, count: number, state = 'succeeded') =>
     return all.length === count && all[0]!.state === state ? all[0] : undefined;
   }, 15_000);
 
+type PageDelivery = { id: number; webhook_id: string; state: string; outcome: string | null; attempts: number };
+/** The deliveries of a run's pages 1…n, in page order, once each satisfies `ready`. */
+const pageDeliveries = (runId: number, pages: number, ready: (d: PageDelivery) => boolean) =>
+  waitFor(`the deliveries of run ${runId}'s pages`, async () => {
+    const all: PageDelivery[] = [];
+    for (let page = 1; page <= pages; page++) {
+      const res = await api<{ results: PageDelivery[] }>(`/api/v1/deliveries?owner_kind=cohort-sync&owner_id=${runId}:${page}`);
+      if (res.body.results.length !== 1 || !ready(res.body.results[0]!)) return undefined;
+      all.push(res.body.results[0]!);
+    }
+    return all;
+  });
+
 async function cohortMembers(cohortId: number): Promise<string[]> {
   const res = await api<{ results: { $distinct_id: string }[] }>(`/api/v1/cohorts/${cohortId}/members?limit=1000`);
   return res.body.results.map((m) => m.$distinct_id);
@@ -156,7 +169,7 @@ describe('cohort sync to a custom webhook', () => {
       ['remove_members', 0],
     ]);
 
-    // A 5xx streak: the page is retried within the policy, then the run fails; the next run
+    // A 5xx streak: each page is retried within the policy, then the run fails; the next run
     // resumes it (same session, from its first unacknowledged page) and the receiver converges.
     seen.length = 0;
     answer = '500';
@@ -164,13 +177,20 @@ describe('cohort sync to a custom webhook', () => {
     await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST');
     const failed = await runEnded(syncId, 4, 'failed');
     expect(failed.error).toMatch(/^HTTP 500/);
-    // Both pages of the run were out: each had its first attempt and 5 retries.
-    await waitFor('every attempt of both pages', async () => (seen.length >= 12 ? true : undefined));
-    expect(byPage((s) => s.request.parameters.page_info.page_count)).toEqual([1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
+    // The page that failed the run had its first attempt and 5 retries; the one beside it was
+    // stopped when the run failed (cancelled if it was between attempts). Every request the
+    // receiver got is in the attempt log, and no page is attempted once its delivery has ended.
+    const ended = await pageDeliveries(failed.id, 2, (d) => d.state !== 'pending');
+    expect(Math.max(...ended.map((d) => d.attempts))).toBe(6);
+    expect(ended.some((d) => d.state === 'failed' && d.outcome === 'exhausted' && d.attempts === 6)).toBe(true);
+    for (const d of ended) {
+      expect(d.attempts).toBeLessThanOrEqual(6);
+      expect(seen.filter((x) => x.webhookId === d.webhook_id)).toHaveLength(d.attempts);
+    }
     expect((await api(`/api/v1/cohort-syncs/${syncId}`)).body.state).toBe('active');
     // The pages as they went out, to compare the resumed run's with, byte for byte.
-    const sentBefore = byPage((s) => [s.body, s.webhookId]).filter((_, i) => i % 6 === 0);
-    // A profile on a page changes meanwhile: the page already sent is sent again as it was.
+    const sentBefore = new Map(seen.map((x) => [x.webhookId, x.body]));
+    // A profile on a page changes meanwhile: a page already sent is sent again as it was.
     await setProfiles({ u9: { $email: 'changed@example.com' } });
     answer = 'ok';
     seen.length = 0;
@@ -181,7 +201,9 @@ describe('cohort sync to a custom webhook', () => {
       ['add_members', failed.session_id],
       ['remove_members', failed.session_id],
     ]);
-    expect(byPage((s) => [s.body, s.webhookId])).toEqual(sentBefore);
+    // Each page goes again as the same delivery: its webhook-id, and the body it had the first time.
+    expect(byPage((s) => s.webhookId)).toEqual(ended.map((d) => d.webhook_id));
+    for (const x of seen) if (sentBefore.has(x.webhookId)) expect(x.body).toBe(sentBefore.get(x.webhookId));
     expect(seen.find((s) => s.request.action === 'add_members')!.request.parameters.members).toEqual([
       { mixpanel_distinct_id: 'u9', email: 'u9@example.com', first_name: 'User9', company: 'C9' },
     ]);
@@ -195,23 +217,28 @@ describe('cohort sync to a custom webhook', () => {
     await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST');
     const paused = await runEnded(syncId, 5, 'paused');
     expect(paused.error).toBe('cohort quota exceeded');
-    // No retry of a permanent refusal: each page of the window went once.
-    await waitFor('both pages', async () => (seen.length >= 2 ? true : undefined));
-    await new Promise((r) => setTimeout(r, 100));
-    expect(byPage((s) => s.request.parameters.page_info.page_count)).toEqual([1, 2]);
+    // No retry of a permanent refusal: once both pages' deliveries have ended (nothing more can
+    // be sent for them), each went at most once, and the refused one exactly once.
+    const refused = await pageDeliveries(paused.id, 2, (d) => d.state !== 'pending');
+    expect(refused.some((d) => d.outcome === 'rejected' && d.attempts === 1)).toBe(true);
+    for (const d of refused) {
+      expect(d.attempts).toBeLessThanOrEqual(1);
+      expect(seen.filter((x) => x.webhookId === d.webhook_id)).toHaveLength(d.attempts);
+    }
     const sync = (await api(`/api/v1/cohort-syncs/${syncId}`)).body;
     expect(sync).toMatchObject({ state: 'paused', state_reason: expect.stringMatching(/^the receiver refused page [12]: cohort quota exceeded$/) });
     const refusedRun = await api(`/api/v1/cohort-syncs/${syncId}/run`, 'POST');
     expect(refusedRun.status).toBe(409);
     expect(refusedRun.body.error.message).toMatch(/is paused .*resume/);
-    const refusedPages = byPage((s) => [s.body, s.webhookId]);
+    const refusedPages = new Map(seen.map((x) => [x.webhookId, x.body]));
     answer = 'ok';
     seen.length = 0;
     expect((await api(`/api/v1/cohort-syncs/${syncId}/resume`, 'POST')).status).toBe(202);
     const done = await runEnded(syncId, 5);
     expect(done.session_id).toBe(paused.session_id);
-    // Both pages were refused: both go again, as they were.
-    expect(byPage((s) => [s.body, s.webhookId])).toEqual(refusedPages);
+    // Both pages go again, as the same deliveries, those sent before as they were.
+    expect(byPage((s) => s.webhookId)).toEqual(refused.map((d) => d.webhook_id));
+    for (const x of seen) if (refusedPages.has(x.webhookId)) expect(x.body).toBe(refusedPages.get(x.webhookId));
     expect((await api(`/api/v1/cohort-syncs/${syncId}`)).body.state).toBe('active');
     expect(mirror.members(String(cohort.body.id)).map((m) => m.mixpanel_distinct_id)).toEqual(await cohortMembers(cohort.body.id));
     expect((await api(`/api/v1/cohort-syncs/${syncId}/resume`, 'POST')).status).toBe(409);

@@ -1,15 +1,16 @@
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/database.js';
 import { createProjectWithCli, killAllCliChildren, startCliWorker, type CliProject, type CliWorker } from '../helpers/cli.js';
 import { createTestDatabase, dialectUnderTest, type TestDatabase } from '../helpers/database.js';
-import { createConnectionWithCli, deliveryStates, enqueueDeliveries, localDeliveryEnv, waitUntil } from '../helpers/delivery-backlog.js';
+import { createConnectionWithCli, deliveredBy, deliveryStates, enqueueDeliveries, localDeliveryEnv, mostOpenAtOnce, waitUntil } from '../helpers/delivery-backlog.js';
 import { startRecordingReceiver, type RecordingReceiver } from '../helpers/recording-receiver.js';
 
 /**
  * Crash safety of delivery: a `cohortcast worker` draining a backlog is killed with SIGKILL
- * mid-stream, a new one takes over on the same database, and every delivery still arrives:
- * at least once, each resent at most once, and only those the dead worker held leases on.
+ * mid-stream, a new one takes over on the same database, and every delivery still arrives: at
+ * least once, and more often than its logged attempts only once, and only if the dead worker
+ * held its lease. (An attempt that times out on a busy machine is retried and logged: the
+ * assertions count arrivals against the attempt log, never against a fixed one per delivery.)
  */
 
 const DELIVERIES = 3000;
@@ -17,10 +18,13 @@ const CONCURRENCY = 32;
 /** The receiver kills the first worker as this request arrives, and never answers that one. */
 const KILL_AT = 600;
 const LEASE_MS = 1500;
+/** What a worker may hold at once (leases), whatever the state of its requests. */
+const MAX_IN_FLIGHT = 4 * CONCURRENCY;
 
 const workerEnv = {
   ...localDeliveryEnv,
   COHORTCAST_DELIVERY_LEASE_MS: String(LEASE_MS),
+  COHORTCAST_DELIVERY_MAX_IN_FLIGHT: String(MAX_IN_FLIGHT),
   COHORTCAST_DELIVERY_POLL_INTERVAL_MS: '50',
 };
 
@@ -94,11 +98,10 @@ describe(`delivery across a worker crash on ${dialectUnderTest}`, () => {
       .where('lease_owner', '=', first.name)
       .execute();
     const heldAtKill = new Set(held.map((r) => r.webhook_id));
-    // A bounded number leased: up to three rounds handed to the sender (one on the wire, two
-    // waiting for its free slots), and answered ones still waiting to be recorded (several
-    // batches at once on PostgreSQL).
+    // A bounded number leased: at most COHORTCAST_DELIVERY_MAX_IN_FLIGHT (on the wire, waiting for
+    // a slot, or answered and waiting to be recorded).
     expect(heldAtKill.size).toBeGreaterThan(0);
-    expect(heldAtKill.size).toBeLessThanOrEqual(5 * CONCURRENCY);
+    expect(heldAtKill.size).toBeLessThanOrEqual(MAX_IN_FLIGHT);
     const heldRequest = receiver.ids[receivedAtKill - 1]!;
     expect(heldAtKill.has(heldRequest)).toBe(true);
 
@@ -110,50 +113,52 @@ describe(`delivery across a worker crash on ${dialectUnderTest}`, () => {
       describe: async () =>
         `states ${JSON.stringify(await deliveryStates(store!, connection.id))}, ${receiver.counts.size} distinct received; ${second.warnings().join('\n')}`,
     });
-    // With the backlog drained the worker keeps running (waiting for work) until told to stop.
-    await new Promise((r) => setTimeout(r, 300));
-    expect.soft(second.child.exitCode ?? second.child.signalCode, 'the worker exited on its own once idle').toBeNull();
-    const stopped = await second.stop();
-    expect(stopped.code).toBe(0);
-    expect(second.warnings()).toEqual([]);
 
     // Every delivery arrived, under the webhook-id it was given when enqueued.
     expect(receiver.counts.size).toBe(DELIVERIES);
     expect([...receiver.counts.keys()].sort()).toEqual([...enqueued].sort());
 
-    // Resent: the held request surely, at most the leases the dead worker held, each once more.
-    const duplicated = [...receiver.counts].filter(([, n]) => n > 1);
-    const duplicates = receiver.ids.length - receiver.counts.size;
-    expect(duplicates).toBeGreaterThanOrEqual(1);
-    expect(duplicates).toBeLessThanOrEqual(heldAtKill.size);
-    expect(duplicated.every(([, n]) => n === 2)).toBe(true);
-    for (const [id] of duplicated) expect(heldAtKill.has(id), `resent ${id} was not leased by the dead worker`).toBe(true);
-    expect(receiver.counts.get(heldRequest)).toBe(2);
-    // One worker at a time never had more requests open at the receiver than max_concurrency.
-    expect(receiver.peakInFlight).toBeLessThanOrEqual(CONCURRENCY);
-
-    // The database agrees: all succeeded, each with one recorded attempt (the dead worker's
-    // unrecorded ones leave no trace), by the two workers.
+    // The database agrees: all succeeded, no lease left, and each attempt logged by one of the two.
     const rows = await store.db
       .selectFrom('deliveries')
-      .select(['state', 'outcome', 'attempts', 'lease_owner', 'last_status'])
+      .select(['webhook_id', 'state', 'outcome', 'attempts', 'lease_owner', 'last_status'])
       .where('connection_id', '=', connection.id)
       .execute();
     expect(rows).toHaveLength(DELIVERIES);
-    expect(rows.filter((r) => r.state !== 'succeeded' || r.outcome !== 'delivered' || r.attempts !== 1 || r.lease_owner !== null || r.last_status !== 200)).toEqual([]);
+    expect(rows.filter((r) => r.state !== 'succeeded' || r.outcome !== 'delivered' || r.lease_owner !== null || r.last_status !== 200)).toEqual([]);
     const attempts = await store.db
-      .selectFrom('delivery_attempts')
-      .select(['worker', 'outcome', sql<number>`count(*)`.as('n'), sql<number>`count(distinct delivery_id)`.as('deliveries')])
-      .groupBy(['worker', 'outcome'])
+      .selectFrom('delivery_attempts as a')
+      .innerJoin('deliveries as d', 'd.id', 'a.delivery_id')
+      .select(['d.webhook_id', 'a.worker', 'a.started_at', 'a.duration_ms'])
+      .where('d.connection_id', '=', connection.id)
       .execute();
-    const byWorker = Object.fromEntries(attempts.map((a) => [`${a.worker === first.name ? 'first' : a.worker === second.name ? 'second' : a.worker}:${a.outcome}`, Number(a.n)]));
-    expect(Object.keys(byWorker).sort()).toEqual(['first:success', 'second:success']);
-    expect(byWorker['first:success']! + byWorker['second:success']!).toBe(DELIVERIES);
+    expect(new Set(attempts.map((a) => a.worker))).toEqual(new Set([first.name, second.name]));
+    const logged = new Map<string, number>();
+    for (const a of attempts) logged.set(a.webhook_id, (logged.get(a.webhook_id) ?? 0) + 1);
+    for (const r of rows) expect(logged.get(r.webhook_id), `attempts of ${r.webhook_id}`).toBe(r.attempts);
+
+    // Sent more often than logged (an attempt the dead worker made and never recorded): the held
+    // request surely, otherwise only deliveries the dead worker held, each once more at most.
+    const unlogged = [...receiver.counts].map(([id, n]) => [id, n - (logged.get(id) ?? 0)] as const).filter(([, extra]) => extra > 0);
+    expect(unlogged.every(([, extra]) => extra === 1)).toBe(true);
+    for (const [id] of unlogged) expect(heldAtKill.has(id), `resent ${id} was not leased by the dead worker`).toBe(true);
+    expect(unlogged.map(([id]) => id)).toContain(heldRequest);
+    const duplicates = receiver.ids.length - receiver.counts.size;
+    // One worker at a time never had more attempts open than max_concurrency, by its own log.
+    for (const worker of [first.name, second.name]) expect(mostOpenAtOnce(attempts.filter((a) => a.worker === worker))).toBeLessThanOrEqual(CONCURRENCY);
     // The dead worker recorded no more than it had sent before it died.
-    expect(byWorker['first:success']!).toBeLessThan(receivedAtKill);
+    const byWorker = { first: attempts.filter((a) => a.worker === first.name).length, second: attempts.filter((a) => a.worker === second.name).length };
+    expect(byWorker.first).toBeLessThan(receivedAtKill);
+
+    // Idle, the second worker keeps running (waiting for work) and sends what comes next.
+    const [later] = await enqueueDeliveries(store, db.config, project.id, connection.id, 1, 'after-idle');
+    expect(await deliveredBy(store, later!)).toBe(second.name);
+    const stopped = await second.stop();
+    expect(stopped.code).toBe(0);
+    expect(second.warnings()).toEqual([]);
     console.log(
       `delivery crash (${dialectUnderTest}): killed at request ${receivedAtKill}, ${heldAtKill.size} leases held by the dead worker, ` +
-        `${duplicates} resent; first worker recorded ${byWorker['first:success']}, second ${byWorker['second:success']}`,
+        `${duplicates} resent; first worker recorded ${byWorker.first} attempts, second ${byWorker.second}`,
     );
   });
 });

@@ -69,6 +69,7 @@ const attemptRow = (d: ClaimedDelivery, worker: string, at: number, status: numb
   response_body: null,
   error: null,
   outcome: status === 200 ? 'success' : 'rejected',
+  reason: status === 200 ? null : `HTTP ${status}`,
 });
 
 describe(`delivery leases on ${dialectUnderTest}`, () => {

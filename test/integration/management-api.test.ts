@@ -84,17 +84,19 @@ describe('GET /api/v1/profiles', () => {
   it('shows one profile, and 404 once it is deleted', async () => {
     const one = await svc.api('/api/v1/profiles/user-03');
     expect(await one.json()).toMatchObject({ $distinct_id: 'user-03', $properties: { plan: 'pro', seats: 3 } });
-    // A profile of its own to delete, so the listing tests see all 25 whatever the order.
+    // In a project of its own: every test reads the shared project's data, none changes it.
+    const own = await createProject(svc.service.store, 'Doomed');
+    const ownApi = (path: string) => fetch(`${svc.url}${path}`, { headers: { authorization: `Bearer ${own.secret}` } });
     const engage = (update: Record<string, unknown>) =>
       fetch(`${svc.url}/engage`, {
         method: 'POST',
-        body: `data=${b64({ $token: svc.project.token, $distinct_id: 'doomed', ...update })}`,
+        body: `data=${b64({ $token: own.token, $distinct_id: 'doomed', ...update })}`,
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
       }).then((r) => r.text());
     expect(await engage({ $set: { plan: 'pro' }, $ignore_time: true })).toBe('1');
-    expect(await (await svc.api('/api/v1/profiles/doomed')).json()).toEqual({ $distinct_id: 'doomed', $properties: { plan: 'pro' } });
+    expect(await (await ownApi('/api/v1/profiles/doomed')).json()).toEqual({ $distinct_id: 'doomed', $properties: { plan: 'pro' } });
     expect(await engage({ $delete: '' })).toBe('1');
-    const gone = await svc.api('/api/v1/profiles/doomed');
+    const gone = await ownApi('/api/v1/profiles/doomed');
     expect(gone.status).toBe(404);
     expect(await gone.json()).toEqual({ error: { code: 'not_found', message: 'no profile with distinct_id "doomed"' } });
   });

@@ -77,13 +77,14 @@ describe.each([
     const destination = { id: 7, maxConcurrency: 3 };
     const outcomes = Array.from({ length: 8 }, (_, i) => sender.send(request(`/gate/${i}`, { destination })));
     await waitFor('three requests on the wire', () => (receiver.held.length === 3 ? true : undefined));
-    // Nothing more goes out while the three are unanswered.
-    await new Promise((r) => setTimeout(r, 100));
+    // The other five wait for a slot: the sender says so, and none of them went out.
+    expect(await sender.load(7)).toEqual({ active: 3, waiting: 5 });
     expect(receiver.held.map((h) => h.path)).toEqual(['/gate/0', '/gate/1', '/gate/2']);
 
     receiver.held[0]!.answer(200);
     await waitFor('the fourth request', () => (receiver.held.length === 4 ? true : undefined));
     expect(receiver.held[3]!.path).toBe('/gate/3');
+    expect(await sender.load(7)).toEqual({ active: 3, waiting: 4 });
     expect(answered(await outcomes[0]!)).toMatchObject({ status: 200, body: '{"ok":true}', truncated: false });
 
     // Another destination is not held back by this one's full slots.
@@ -93,6 +94,7 @@ describe.each([
     expect(answered(await other).status).toBe(201);
 
     sender.withdraw(7);
+    expect(await sender.load(7)).toEqual({ active: 3, waiting: 0 });
     const withdrawn = await Promise.all(outcomes.slice(4));
     expect(withdrawn).toEqual([{ unsent: 'withdrawn' }, { unsent: 'withdrawn' }, { unsent: 'withdrawn' }, { unsent: 'withdrawn' }]);
     for (const h of receiver.held.filter((x) => x.path.startsWith('/gate/')).slice(1)) h.answer(204);

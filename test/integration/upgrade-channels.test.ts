@@ -109,7 +109,7 @@ describe(`upgrading to channels and schedules on ${dialectUnderTest}`, () => {
 
   it('still enforces the foreign keys of the rebuilt table', async () => {
     await expect(
-      store.db.insertInto('delivery_attempts').values({ delivery_id: 999, attempt: 1, worker: 'w', started_at: now, duration_ms: 1, status: 200, response_headers: null, response_body: null, error: null, outcome: 'success' }).execute(),
+      store.db.insertInto('delivery_attempts').values({ delivery_id: 999, attempt: 1, worker: 'w', started_at: now, duration_ms: 1, status: 200, response_headers: null, response_body: null, error: null, outcome: 'success', reason: null }).execute(),
     ).rejects.toThrow(/foreign key/i);
   });
 

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import zlib from 'node:zlib';
+import '../helpers/fast-check-seed.js';
 import fc from 'fast-check';
 import { sql } from 'kysely';
 import { request } from 'undici';

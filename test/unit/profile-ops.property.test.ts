@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import '../helpers/fast-check-seed.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {

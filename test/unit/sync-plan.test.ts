@@ -1,3 +1,4 @@
+import '../helpers/fast-check-seed.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compareIds, cutDiff, IdStream, PageCutter } from '../../src/cohort-sync/sync-plan.js';

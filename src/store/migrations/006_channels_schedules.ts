@@ -9,7 +9,8 @@ import type { Dialect } from '../database.js';
  * - the e-mails of the old notifications table move into the outbox as 'email' deliveries;
  * - one schedules table: each cohort sync's next run moves there from cohort_syncs.next_run_at;
  * - sync_runs.stale marks the runs whose snapshot and pages the sweep may drop, so it no longer
- *   searches every run for them.
+ *   searches every run for them;
+ * - each attempt in the log says why it was judged as it was (delivery_attempts.reason).
  */
 export function channelsSchedules(dialect: Dialect): Migration {
   const idType = dialect === 'postgres' ? 'serial' : 'integer';
@@ -24,6 +25,8 @@ export function channelsSchedules(dialect: Dialect): Migration {
       } else {
         await rebuildSqliteDeliveries(db);
       }
+
+      await db.schema.alterTable('delivery_attempts').addColumn('reason', 'text').execute();
 
       // E-mails move into the outbox: recipients and subject as the delivery's headers, the text as its body.
       const mails = await db.selectFrom('notifications').selectAll().orderBy('id').execute();
