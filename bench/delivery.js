@@ -345,11 +345,10 @@ let dist;
 async function loadDist() {
   if (dist) return dist;
   const imp = (p) => import(pathToFileURL(path.join(DIST, p)).href);
-  const [config, database, migrate, outbox, engine, admin, metrics] = await Promise.all([
+  const [config, database, migrate, engine, admin, metrics] = await Promise.all([
     imp('config.js'),
     imp('store/database.js'),
     imp('store/migrate.js'),
-    imp('delivery/outbox.js'),
     imp('delivery/engine.js'),
     imp('delivery/connection-admin.js'),
     imp('observability/metrics.js'),
@@ -358,7 +357,6 @@ async function loadDist() {
     loadConfig: config.loadConfig,
     openStore: database.openStore,
     migrateToLatest: migrate.migrateToLatest,
-    enqueue: outbox.enqueue,
     createDeliveryEngine: engine.createDeliveryEngine,
     ConnectionAdmin: admin.ConnectionAdmin,
     createMetrics: metrics.createMetrics,
@@ -408,26 +406,26 @@ function tempDataDir(name, prefix = 'cohortcast-bench-delivery-') {
  * producer: it opens the same database the worker will.
  */
 async function setUpCohortcast(env, { dataDir, databaseUrl }, connectionInputs) {
-  const { loadConfig, openStore, migrateToLatest, enqueue, createDeliveryEngine, ConnectionAdmin, createMetrics } = await loadDist();
+  const { loadConfig, openStore, migrateToLatest, createDeliveryEngine, ConnectionAdmin, createMetrics } = await loadDist();
   const project = await createProject(env, dataDir);
   const config = loadConfig({ dataDir, databaseUrl }, env);
   const store = openStore(config);
+  await migrateToLatest(store);
+  // An engine that is never started: this process only makes connections and enqueues (through its outbox).
+  const engine = await createDeliveryEngine(config, store, createMetrics(), pino({ level: 'warn' }));
   let closed = false;
   const closeStore = async () => {
-    if (!closed) await store.close();
+    if (!closed) {
+      await engine.close();
+      await store.close();
+    }
     closed = true;
   };
   onCleanup(closeStore);
-  await migrateToLatest(store);
-
-  const engine = await createDeliveryEngine(config, store, createMetrics(), pino({ level: 'warn' }));
+  const enqueue = (db, items) => engine.outbox.enqueue(db, items);
   const connectionIds = [];
-  try {
-    const admin = new ConnectionAdmin(store, engine, config.delivery);
-    for (const input of connectionInputs) connectionIds.push((await admin.create(project.id, input)).id);
-  } finally {
-    await engine.close();
-  }
+  const admin = new ConnectionAdmin(store, engine, config.delivery);
+  for (const input of connectionInputs) connectionIds.push((await admin.create(project.id, input)).id);
   const delivery = (connectionId, ownerKind, i, body) => ({
     projectId: project.id,
     connectionId,
@@ -452,7 +450,7 @@ async function setUpCohortcast(env, { dataDir, databaseUrl }, connectionInputs) 
     const rows = await store.db.selectFrom('deliveries').select(['state', (eb) => eb.fn.countAll().as('n')]).where('owner_kind', '=', ownerKind).groupBy('state').execute();
     return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
   };
-  return { store, closeStore, connectionIds, delivery, enqueueMany, counts };
+  return { store, closeStore, connectionIds, delivery, enqueue, enqueueMany, counts };
 }
 
 /**
@@ -482,9 +480,8 @@ async function deliverAll(name, sink, env, dataDir, { counts, ownerKind, expecte
 }
 
 async function runCohortcast(name, sink, { dataDir, databaseUrl }) {
-  const { enqueue } = await loadDist();
   const env = serviceEnv(databaseUrl);
-  const { store, closeStore, connectionIds, delivery, enqueueMany, counts } = await setUpCohortcast(env, { dataDir, databaseUrl }, [
+  const { store, closeStore, connectionIds, delivery, enqueue, enqueueMany, counts } = await setUpCohortcast(env, { dataDir, databaseUrl }, [
     { name: 'bench sink', url: sink.hookUrl, max_concurrency: CONCURRENCY },
   ]);
   const [connectionId] = connectionIds;

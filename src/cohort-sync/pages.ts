@@ -54,7 +54,7 @@ export class PageQueue implements DeliveryOwner {
     const pages = await pagesToQueue(trx, runId, room);
     if (pages.length === 0) return;
     const again = pages.flatMap((p) => (p.delivery_id === null ? [] : [{ page: p.page, deliveryId: p.delivery_id }]));
-    await requeueDeliveries(trx, { ids: again.map((p) => p.deliveryId) }, now, ['succeeded']);
+    if (again.length > 0) await requeueDeliveries(trx, { ids: again.map((p) => p.deliveryId) }, now, ['succeeded']);
     const fresh = pages.filter((p) => p.delivery_id === null);
     const queued = [...again];
     if (fresh.length > 0) {

@@ -57,6 +57,7 @@ export class Dispatcher {
   #hot = new Set<LaneKey>();
   #warnedUnavailable = 0;
   #lastDiscovery = 0;
+  #lastChannelProbe = 0;
   #running = false;
   #looping = false;
   #again = false;
@@ -108,17 +109,25 @@ export class Dispatcher {
       const now = Date.now();
       if (now - this.#lastDiscovery >= config.pollIntervalMs) {
         this.#lastDiscovery = now;
-        this.#hot = new Set<LaneKey>(await dueConnections(this.deps.store, now));
-        for (const channel of this.deps.channels.standalone()) {
-          if (!(await channelWorkDue(this.deps.store, channel.name, now))) continue;
-          const unavailable = channel.unavailable();
-          if (unavailable === undefined) this.#hot.add(channelLane(channel.name));
-          else if (now - this.#warnedUnavailable > 60_000) {
-            this.#warnedUnavailable = now;
-            log.warn({ channel: channel.name }, unavailable);
+        const hot = new Set<LaneKey>(await dueConnections(this.deps.store, now));
+        // Standalone channels (e-mail) are probed once per poll interval, not at every discovery
+        // an answer forces: their lanes found hot since are kept meanwhile.
+        if (now - this.#lastChannelProbe >= config.pollIntervalMs) {
+          this.#lastChannelProbe = now;
+          for (const channel of this.deps.channels.standalone()) {
+            if (!(await channelWorkDue(this.deps.store, channel.name, now))) continue;
+            const unavailable = channel.unavailable();
+            if (unavailable === undefined) hot.add(channelLane(channel.name));
+            else if (now - this.#warnedUnavailable > 60_000) {
+              this.#warnedUnavailable = now;
+              log.warn({ channel: channel.name }, unavailable);
+            }
           }
+        } else {
+          for (const key of this.#hot) if (typeof key === 'string') hot.add(key);
         }
-        this.events.emit('discovered', { lanes: [...this.#hot] });
+        this.#hot = hot;
+        this.events.emit('discovered', { lanes: [...hot] });
       }
       for (const key of [...this.#hot]) {
         if (!this.#running) return;

@@ -39,8 +39,8 @@ export class Outbox {
       const channel = channels.get(d.channel ?? 'webhook');
       policies.get(d.policy);
       const hasConnection = d.connectionId !== undefined && d.connectionId !== null;
-      if (channel.bound === 'connection' && !hasConnection) throw new Error(`a ${channel.name} delivery needs a connection`);
-      if (channel.bound === 'standalone' && hasConnection) throw new Error(`a ${channel.name} delivery goes to the channel's own destination, not to a connection`);
+      if (channel.bound === 'connection' && !hasConnection) throw new Error(`${channel.name} deliveries need a connection`);
+      if (channel.bound === 'standalone' && hasConnection) throw new Error(`${channel.name} deliveries go to the channel's own destination, not to a connection`);
     }
     return insertDeliveries(
       db,

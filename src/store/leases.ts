@@ -181,19 +181,21 @@ export async function recordAttempts(store: Store, trx: Trx, attempts: AttemptRo
 export async function claimSchedules(store: Store, kinds: string[], limit: number, worker: string, now: number, leaseMs: number): Promise<(ScheduleRow & { lease_token: string })[]> {
   if (kinds.length === 0) return [];
   const token = newLeaseToken(worker);
-  const due = store.db
-    .selectFrom('schedules')
-    .select('id')
-    .where('next_run_at', '<=', now)
-    .where('kind', 'in', kinds)
-    .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
-    .orderBy('next_run_at')
-    .limit(limit)
-    .$if(store.dialect === 'postgres', (q) => q.forUpdate().skipLocked());
+  const due = (db: typeof store.db) =>
+    db
+      .selectFrom('schedules')
+      .select('id')
+      .where('next_run_at', '<=', now)
+      .where('kind', 'in', kinds)
+      .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
+      .orderBy('next_run_at')
+      .limit(limit);
+  // Nearly every poll finds nothing due: a read answers that without taking SQLite's writer.
+  if (!(await due(store.db).executeTakeFirst())) return [];
   const rows = await store.db
     .updateTable('schedules')
     .set({ lease_owner: worker, lease_token: token, lease_expires_at: now + leaseMs, last_started_at: now, updated_at: now })
-    .where('id', 'in', due)
+    .where('id', 'in', due(store.db).$if(store.dialect === 'postgres', (q) => q.forUpdate().skipLocked()))
     .returningAll()
     .execute();
   return rows as (ScheduleRow & { lease_token: string })[];

@@ -135,6 +135,7 @@ export type DeliverySelection =
 
 function selected(db: Db, selection: DeliverySelection) {
   let q = db.updateTable('deliveries');
+  // An empty list selects nothing (callers skip the statement where it matters).
   if ('ids' in selection) return q.where('id', 'in', selection.ids.length > 0 ? selection.ids : [-1]);
   if ('project' in selection) return q.where('project_id', '=', selection.project).where('id', '=', selection.id);
   q = q.where('connection_id', '=', selection.connectionId);

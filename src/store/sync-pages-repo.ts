@@ -194,6 +194,7 @@ export async function pageMembersJson(db: Db, dialect: Dialect, projectId: numbe
  */
 export async function stopQueuedPages(db: Db, runId: number, reason: string, now: number): Promise<void> {
   const queued = await db.selectFrom('sync_pages').select('delivery_id').where('run_id', '=', runId).where('state', '=', 'queued').execute();
+  if (queued.length === 0) return;
   const cancelled = await cancelDeliveries(db, { ids: queued.flatMap((q) => (q.delivery_id === null ? [] : [q.delivery_id])) }, reason, now);
   if (cancelled.length === 0) return;
   await db.updateTable('sync_pages').set({ state: 'stopped' }).where('run_id', '=', runId).where('delivery_id', 'in', cancelled).execute();
