@@ -84,7 +84,7 @@ export interface DeliveryConfig {
   pollIntervalMs: number;
   /** Deliveries claimed per destination per round. */
   claimBatch: number;
-  /** Deliveries this process holds leases on at once, over all destinations: on the wire, waiting for a slot, or answered and not yet recorded. */
+  /** Requests in flight at once from this process, over all destinations (on the wire or waiting for a slot). */
   maxInFlight: number;
   /** A claimed delivery whose process died is taken over after this long. */
   leaseMs: number;

@@ -131,8 +131,7 @@ export class Dispatcher {
       }
       for (const key of [...this.#hot]) {
         if (!this.#running) return;
-        // Answered and not yet recorded still holds its lease: it counts against the limit too.
-        const room = config.maxInFlight - this.#sendingTotal - this.#unrecorded;
+        const room = config.maxInFlight - this.#sendingTotal;
         if (room <= 0) return;
         const open = await this.#open(key);
         if (!open) {
