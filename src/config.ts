@@ -15,6 +15,8 @@ export interface Config {
   logLevel: string;
   /** Take the client address from X-Forwarded-For (behind a reverse proxy). */
   trustProxy: boolean;
+  /** /metrics asks for `Authorization: Bearer <token>` when set; open when unset (scraped on a private network). */
+  metricsToken: string | undefined;
   sqlite: {
     /** NORMAL survives a process crash (kill -9) without loss; FULL also survives power loss. */
     synchronous: 'NORMAL' | 'FULL';
@@ -111,7 +113,7 @@ export interface DeliveryConfig {
   senderThread: boolean;
 }
 
-/** Mixpanel's documented ingestion limits, as defaults. */
+/** Mixpanel's documented ingestion limits as defaults, and stated ones where it documents none. */
 export interface IngestLimits {
   maxEventsPerRequest: number;
   maxEventBytes: number;
@@ -120,10 +122,23 @@ export interface IngestLimits {
   maxPropertiesPerEvent: number;
   maxEventNameLength: number;
   maxInsertIdLength: number;
+  /** UTF-8 bytes of a property name, at any level (Mixpanel: 255). */
+  maxPropertyNameBytes: number;
+  /** UTF-8 bytes of a distinct_id, group key or group id (Mixpanel: 255). */
+  maxDistinctIdBytes: number;
+  /** Keys of any object in a property value, and items of a list in an event (Mixpanel: 255). */
+  maxNestedKeys: number;
+  maxEventListLength: number;
+  /** Levels of nesting in a property value (stated: both databases read far deeper; SQLite stops at 1,000). */
+  maxNestingDepth: number;
+  /** A profile's properties (Mixpanel: 2,000), one property's value (Mixpanel: 256 KB for lists and objects) and the whole profile as JSON (stated). */
+  maxProfileProperties: number;
+  maxProfileValueBytes: number;
+  maxProfileBytes: number;
   /** Events dated earlier than this are refused (ms since epoch; Mixpanel's /import: 1971-01-01). */
   importEarliestTimeMs: number;
-  /** /import refuses events dated further than this into the future (Mixpanel: one hour). */
-  importMaxFutureMs: number;
+  /** Events dated further than this into the future are refused, on /import (Mixpanel: one hour) and /track alike. */
+  maxFutureMs: number;
 }
 
 export const defaultIngestLimits: IngestLimits = {
@@ -133,8 +148,16 @@ export const defaultIngestLimits: IngestLimits = {
   maxPropertiesPerEvent: 255,
   maxEventNameLength: 255,
   maxInsertIdLength: 36,
+  maxPropertyNameBytes: 255,
+  maxDistinctIdBytes: 255,
+  maxNestedKeys: 255,
+  maxEventListLength: 255,
+  maxNestingDepth: 32,
+  maxProfileProperties: 2000,
+  maxProfileValueBytes: 256 * 1024,
+  maxProfileBytes: 1024 * 1024,
   importEarliestTimeMs: Date.UTC(1971, 0, 1),
-  importMaxFutureMs: 60 * 60 * 1000,
+  maxFutureMs: 60 * 60 * 1000,
 };
 
 export interface ConfigOverrides {
@@ -198,6 +221,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
     logLevel: env.COHORTCAST_LOG_LEVEL ?? 'info',
     trustProxy: env.COHORTCAST_TRUST_PROXY === 'true',
+    metricsToken: env.COHORTCAST_METRICS_TOKEN || undefined,
     sqlite: {
       synchronous,
       busyTimeoutMs: intFromEnv(env, 'COHORTCAST_SQLITE_BUSY_TIMEOUT_MS', 5000),

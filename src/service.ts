@@ -38,7 +38,7 @@ async function openEngine(config: Config): Promise<Engine> {
     const worker = newWorkerName();
     delivery = await createDeliveryEngine(config, store, metrics, log, worker);
     const scheduler = new Scheduler({ store, config: config.scheduler, log, worker });
-    const { admin: syncs } = cohortSyncSurface({ store, engine: delivery, scheduler, config });
+    const { admin: syncs } = cohortSyncSurface({ store, engine: delivery, scheduler, config, log });
     const engine = delivery;
     return {
       store,

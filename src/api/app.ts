@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -12,6 +13,7 @@ import { pingStore, type Store } from '../store/database.js';
 import { requireProjectSecret } from './auth.js';
 import { ApiError, installApiErrorHandler } from './errors.js';
 import { ingestRoutes } from './ingest-routes.js';
+import { strictValidator } from './validation.js';
 import { CohortAdmin } from '../cohorts/cohort-admin.js';
 import type { SyncAdmin } from '../cohort-sync/admin.js';
 import { cohortSyncRoutes } from './management/cohort-syncs.js';
@@ -91,6 +93,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(
     async (api) => {
       installApiErrorHandler(api);
+      api.setValidatorCompiler(strictValidator);
       api.addHook('onRoute', (route) => {
         route.schema = { ...route.schema, security: [{ bearer: [] }, { basic: [] }] };
       });
@@ -127,9 +130,17 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     }
   });
 
-  app.get('/metrics', { schema: { tags: ['Operations'], summary: 'Prometheus metrics' } }, async (_request, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
+  const metricsToken = config.metricsToken === undefined ? undefined : crypto.createHash('sha256').update(config.metricsToken).digest();
+  app.get('/metrics', { schema: { tags: ['Operations'], summary: 'Prometheus metrics (Bearer COHORTCAST_METRICS_TOKEN when it is set)' } }, async (request, reply) => {
+    if (metricsToken) {
+      const given = /^Bearer (\S+)$/.exec(request.headers.authorization ?? '')?.[1];
+      // Compared as digests, in constant time: the token's length is not given away either.
+      if (given === undefined || !crypto.timingSafeEqual(crypto.createHash('sha256').update(given).digest(), metricsToken)) {
+        return reply.code(401).header('www-authenticate', 'Bearer').send({ error: { code: 'unauthorized', message: 'send the metrics token as "Authorization: Bearer TOKEN" (COHORTCAST_METRICS_TOKEN)' } });
+      }
+    }
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
 
   return app;
 }

@@ -8,13 +8,18 @@ declare module 'fastify' {
   }
 }
 
-/** The secret from `Authorization: Basic base64(secret:)` or `Authorization: Bearer secret`. */
-function secretFrom(header: string | undefined): string | undefined {
+/**
+ * The secret from `Authorization: Basic base64(secret:)` or `Authorization: Bearer secret`: a
+ * scheme and one credential, nothing after it (`Bearer SECRET junk` is refused, not trimmed).
+ */
+export function secretFrom(header: string | undefined): string | undefined {
   if (!header) return undefined;
-  const [scheme, value] = header.trim().split(/\s+/, 2);
-  if (!value) return undefined;
-  if (scheme!.toLowerCase() === 'bearer') return value;
-  if (scheme!.toLowerCase() === 'basic') {
+  const match = /^\s*(\S+) +(\S+)\s*$/.exec(header);
+  if (!match) return undefined;
+  const [, scheme, value] = match as unknown as [string, string, string];
+  if (scheme.toLowerCase() === 'bearer') return value;
+  if (scheme.toLowerCase() === 'basic') {
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(value)) return undefined;
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     return colon < 0 ? decoded : decoded.slice(0, colon);

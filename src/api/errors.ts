@@ -18,6 +18,22 @@ export const errorSchema = {
 } as const;
 
 /** Management API errors in one shape; schema validation failures name the offending field. */
+interface ValidationIssue {
+  keyword: string;
+  instancePath: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+/** A validation failure naming the field at fault: `body.interval_minute: unknown field`, `body.cohort_id: must be integer`. */
+function validationMessage(part: string, issue: ValidationIssue | undefined, fallback: string): string {
+  if (!issue) return fallback;
+  const at = `${part}${issue.instancePath.replace(/\/([^/]*)/g, (_, key: string) => (/^\d+$/.test(key) ? `[${key}]` : `.${key.replace(/~1/g, '/').replace(/~0/g, '~')}`))}`;
+  if (issue.keyword === 'additionalProperties') return `${at}.${String(issue.params.additionalProperty)}: unknown field`;
+  if (issue.keyword === 'required') return `${at}.${String(issue.params.missingProperty)}: required`;
+  return `${at}: ${issue.message ?? 'invalid'}`;
+}
+
 export function installApiErrorHandler(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError | ActionableError, request, reply) => {
     // Domain refusals (ActionableError) and API ones (ApiError) alike.
@@ -25,7 +41,7 @@ export function installApiErrorHandler(app: FastifyInstance) {
       return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
     }
     if (err.validation) {
-      return reply.code(400).send({ error: { code: 'invalid_request', message: err.message } });
+      return reply.code(400).send({ error: { code: 'invalid_request', message: validationMessage(err.validationContext ?? 'request', err.validation[0], err.message) } });
     }
     const status = err.statusCode ?? 500;
     if (status >= 500) {

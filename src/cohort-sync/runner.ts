@@ -1,5 +1,8 @@
 import crypto from 'node:crypto';
 import type { Transaction } from 'kysely';
+import type { Logger } from 'pino';
+import { evaluationProblem } from '../cohorts/cohort-admin.js';
+import { isPermanentFailure } from '../store/failures.js';
 import type { SyncConfig } from '../config.js';
 import type { Outbox } from '../delivery/outbox.js';
 import type { ScheduledRun, ScheduleHandler } from '../scheduling/scheduler.js';
@@ -22,10 +25,22 @@ type Trx = Transaction<Database>;
  * is paused or done, or has a run going, is left as it is.
  */
 export class SyncRunner implements ScheduleHandler {
-  constructor(private readonly deps: { store: Store; outbox: Outbox; pages: PageQueue; config: SyncConfig; wake(): void }) {}
+  constructor(private readonly deps: { store: Store; outbox: Outbox; pages: PageQueue; config: SyncConfig; log: Logger; wake(): void }) {}
 
   async run(job: ScheduledRun): Promise<void> {
-    const started = await this.deps.store.db.transaction().execute((trx) => this.#runDue(trx, Number(job.key), job.now));
+    const syncId = Number(job.key);
+    let started: boolean;
+    try {
+      started = await this.deps.store.db.transaction().execute((trx) => this.#runDue(trx, syncId, job.now));
+    } catch (err) {
+      // Trying again would fail the same way (the cohort cannot be evaluated on this data): the
+      // sync pauses with the reason, said once, instead of failing at every retry.
+      if (!isPermanentFailure(err)) throw err;
+      const reason = `the cohort could not be evaluated: ${(err as Error).message}`;
+      await this.deps.store.db.transaction().execute((trx) => pauseSync(trx, this.deps.outbox, syncId, reason, Date.now()));
+      this.deps.log.warn({ sync: syncId, reason }, 'a cohort sync paused: its run cannot start');
+      return;
+    }
     if (started) this.deps.wake();
   }
 
@@ -50,6 +65,12 @@ export class SyncRunner implements ScheduleHandler {
     const cohort = await cohortLabel(trx, sync.cohort_id);
     if (!definition || !cohort) {
       await pauseSync(trx, this.deps.outbox, sync.id, `cohort ${sync.cohort_id} no longer exists`, now);
+      return false;
+    }
+    const problem = evaluationProblem(sync.cohort_id, cohorts);
+    if (problem) {
+      await pauseSync(trx, this.deps.outbox, sync.id, problem, now);
+      this.deps.log.warn({ sync: sync.id, reason: problem }, 'a cohort sync paused: its run cannot start');
       return false;
     }
     const baseRunId = sync.base_run_id !== null && sync.base_at !== null && sync.base_at > now - config.snapshotTtlMs ? sync.base_run_id : null;

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { DeliveryEngine } from '../delivery/engine.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
@@ -16,8 +17,8 @@ import { cohortSyncPolicy } from './wire.js';
  * page deliveries, the handler of each sync's schedule and the sweep's. Nothing else in the
  * engine knows about cohort syncs.
  */
-export function cohortSyncSurface(deps: { store: Store; engine: DeliveryEngine; scheduler: Scheduler; config: Config }): { admin: SyncAdmin } {
-  const { store, engine, scheduler, config } = deps;
+export function cohortSyncSurface(deps: { store: Store; engine: DeliveryEngine; scheduler: Scheduler; config: Config; log: Logger }): { admin: SyncAdmin } {
+  const { store, engine, scheduler, config, log } = deps;
   engine.policies.register(cohortSyncPolicy(config.delivery));
   const pages = new PageQueue({
     dialect: store.dialect,
@@ -26,7 +27,7 @@ export function cohortSyncSurface(deps: { store: Store; engine: DeliveryEngine; 
     superseded: async (trx, now) => void (await scheduleNow(trx, SWEEP_KIND, '', now)),
   });
   engine.owners.register(PAGE_OWNER, pages);
-  scheduler.register(SYNC_SCHEDULE_KIND, new SyncRunner({ store, outbox: engine.outbox, pages, config: config.sync, wake: () => engine.dispatcher.wake(true) }));
+  scheduler.register(SYNC_SCHEDULE_KIND, new SyncRunner({ store, outbox: engine.outbox, pages, config: config.sync, log, wake: () => engine.dispatcher.wake(true) }));
   scheduler.register(SWEEP_KIND, syncSweep(store), { singleton: every(config.sync.sweepIntervalMs) });
   return { admin: new SyncAdmin({ store, scheduler, config: config.sync }) };
 }

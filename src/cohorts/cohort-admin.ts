@@ -1,8 +1,10 @@
 import { ActionableError } from '../errors.js';
 import type { Store } from '../store/database.js';
 import { syncsUsingCohort } from '../store/cohort-sync-repo.js';
+import { isPermanentFailure } from '../store/failures.js';
 import { cohortDefinitions, cohortMembers, cohortSize, deleteCohort, getCohort, insertCohort, listCohorts, updateCohort, type CohortRecord, type Evaluation } from '../store/cohorts-repo.js';
 import { DefinitionError, parseDefinition, referencedCohorts, type Definition } from './definition.js';
+import { checkExpandedSize, cycleThrough, expandedSizes, MAX_EXPANDED_FILTERS } from './expansion.js';
 
 /** A refusal the API turns into a 4xx. */
 export class CohortError extends ActionableError {}
@@ -53,20 +55,35 @@ export class CohortAdmin {
     if (!(await deleteCohort(this.store, projectId, id))) throw notFound(id);
   }
 
-  /** What evaluating the cohort now needs: its definition and those of every cohort it names. */
+  /**
+   * What evaluating the cohort now needs: its definition and those of every cohort it names.
+   * A cohort saved before the expansion limit existed may exceed it: refused (422) with the reason.
+   */
   async evaluation(projectId: number, id: number, now = Date.now()): Promise<Evaluation> {
     const all = await cohortDefinitions(this.store.db, projectId);
     const definition = all.get(id);
     if (!definition) throw notFound(id);
+    const problem = evaluationProblem(id, all);
+    if (problem) throw new CohortError(422, 'cohort_not_evaluable', problem);
     return { projectId, definition, cohorts: all, now };
   }
 
   async members(projectId: number, id: number, after: string | undefined, limit: number) {
-    return cohortMembers(this.store, await this.evaluation(projectId, id), after, limit);
+    return this.#evaluating(id, async () => cohortMembers(this.store, await this.evaluation(projectId, id), after, limit));
   }
 
   async size(projectId: number, id: number): Promise<number> {
-    return cohortSize(this.store, await this.evaluation(projectId, id));
+    return this.#evaluating(id, async () => cohortSize(this.store, await this.evaluation(projectId, id)));
+  }
+
+  /** A failure that evaluating again would not change (the data read cannot be) is the caller's to know: 422, not 500. */
+  async #evaluating<T>(id: number, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      if (isPermanentFailure(err)) throw new CohortError(422, 'cohort_not_evaluable', `cohort ${id} cannot be evaluated: ${(err as Error).message}`);
+      throw err;
+    }
   }
 
   #name(v: unknown): string | undefined {
@@ -90,29 +107,42 @@ export class CohortAdmin {
     }
   }
 
-  /** Named cohorts must exist in the project, and a cohort may not reach itself through them. */
+  /**
+   * Named cohorts must exist in the project, a cohort may not reach itself through them, and no
+   * cohort may expand past MAX_EXPANDED_FILTERS: neither this one nor, after a change, one that
+   * names it. Each check walks each definition once.
+   */
   async #checkReferences(projectId: number, self: number | undefined, definition: Definition): Promise<void> {
-    const named = referencedCohorts(definition);
-    if (named.length === 0) return;
     const all = await cohortDefinitions(this.store.db, projectId);
-    const missing = named.find((id) => !all.has(id));
+    const missing = referencedCohorts(definition).find((id) => !all.has(id));
     if (missing !== undefined) throw new CohortError(400, 'invalid_definition', `definition: names cohort ${missing}, which does not exist in this project`);
-    if (self === undefined) return;
-    // Walk what the new definition reaches; reaching `self` closes a cycle.
-    const path = (id: number, trail: number[]): number[] | undefined => {
-      if (id === self) return [...trail, id];
-      if (trail.includes(id)) return undefined;
-      for (const next of referencedCohorts(all.get(id)!)) {
-        const found = path(next, [...trail, id]);
-        if (found) return found;
-      }
-      return undefined;
-    };
-    for (const id of named) {
-      const cycle = path(id, [self]);
+    // The new definition in its place (a cohort being created gets an id no other can name yet).
+    const key = self ?? -1;
+    const after = new Map(all).set(key, definition);
+    if (self !== undefined) {
+      const cycle = cycleThrough(self, definition, all);
       if (cycle) throw new CohortError(400, 'invalid_definition', `definition: cohort ${self} would include itself (${cycle.join(' → ')})`);
     }
+    const sizes = expandedSizes(after);
+    try {
+      checkExpandedSize(sizes.get(key)!, 'definition');
+      if (self === undefined) return;
+      // Cohorts that name this one grow with it; one already over the limit may stay as it was.
+      const before = expandedSizes(all);
+      for (const [id, size] of sizes) {
+        if (id !== key && size > MAX_EXPANDED_FILTERS && size > (before.get(id) ?? 0)) checkExpandedSize(size, 'definition', `cohort ${id}, which names this one,`);
+      }
+    } catch (err) {
+      if (err instanceof DefinitionError) throw new CohortError(400, 'invalid_definition', err.message);
+      throw err;
+    }
   }
+}
+
+/** Why a stored cohort cannot be evaluated (it expands past the limit), or undefined. */
+export function evaluationProblem(id: number, all: ReadonlyMap<number, Definition>): string | undefined {
+  const size = expandedSizes(all).get(id) ?? 0;
+  return size > MAX_EXPANDED_FILTERS ? `cohort ${id} expands to ${size} filters once the cohorts it names are put in, more than the ${MAX_EXPANDED_FILTERS} that can be evaluated; change its definition or those of the cohorts it names` : undefined;
 }
 
 const notFound = (id: number) => new CohortError(404, 'not_found', `no cohort ${id} in this project`);

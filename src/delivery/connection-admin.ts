@@ -178,7 +178,9 @@ export class ConnectionAdmin {
   }
 
   async remove(projectId: number, id: number) {
-    const syncs = await syncsUsingConnection(this.store.db, id);
+    // The caller's project first: nothing is said about another project's connection, not even that it is in use.
+    await this.get(projectId, id);
+    const syncs = await syncsUsingConnection(this.store.db, projectId, id);
     if (syncs.length > 0) throw new ConnectionError(409, 'connection_in_use', `connection ${id} is used by cohort sync${syncs.length > 1 ? 's' : ''} ${syncs.join(', ')}; delete those first`);
     if (!(await deleteConnection(this.store, projectId, id, Date.now()))) throw notFound(id);
     this.engine.connections.forget(id);

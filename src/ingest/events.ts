@@ -3,6 +3,7 @@ import type { IngestLimits } from '../config.js';
 import type { EventInsert } from '../store/ingest-writer.js';
 import type { RecordError } from './errors.js';
 import { hasNul, jsonHasNul, stringifyOrUndefined, wellFormedJson } from './text.js';
+import { overBytes, valueProblem } from './value-limits.js';
 
 export type Mode = 'track' | 'import';
 
@@ -84,6 +85,14 @@ function aliasOf(event: string, p: Record<string, unknown>, distinctId: string):
   return undefined;
 }
 
+const rulesOf = new WeakMap<IngestLimits, ReturnType<typeof rulesFor>>();
+const rulesFor = (l: IngestLimits) => ({ maxDepth: l.maxNestingDepth, maxNameBytes: l.maxPropertyNameBytes, maxObjectKeys: l.maxNestedKeys, maxListLength: l.maxEventListLength });
+function eventRules(limits: IngestLimits) {
+  let rules = rulesOf.get(limits);
+  if (!rules) rulesOf.set(limits, (rules = rulesFor(limits)));
+  return rules;
+}
+
 /**
  * Validates one record as Mixpanel does and turns it into a row. /import is stricter:
  * time is required and must be after 1971 and at most an hour ahead; $insert_id is required
@@ -130,6 +139,7 @@ export function normalizeEvent(
     return withId('properties.distinct_id', "'properties.distinct_id' is required (a string; use \"\" for events without a user)");
   }
   if (hasNul(rawDistinctId)) return withId('properties.distinct_id', "'properties.distinct_id' must not contain NUL characters");
+  if (overBytes(rawDistinctId, ctx.limits.maxDistinctIdBytes)) return withId('properties.distinct_id', `'properties.distinct_id' must be at most ${ctx.limits.maxDistinctIdBytes} bytes`);
   const distinctId = rawDistinctId.toWellFormed();
   if (PLACEHOLDER_IDS.has(distinctId.trim().toLowerCase())) {
     return withId('properties.distinct_id', `'properties.distinct_id' "${distinctId}" is a placeholder value, not a user id`);
@@ -145,8 +155,9 @@ export function normalizeEvent(
     time = ms;
   }
   if (time < ctx.limits.importEarliestTimeMs) return withId('properties.time', "'properties.time' is before 1971-01-01");
-  if (ctx.mode === 'import' && time > ctx.now + ctx.limits.importMaxFutureMs) {
-    return withId('properties.time', "'properties.time' is more than an hour in the future");
+  // Also on /track: an event dated years ahead would count as "in the last day" of every window until then.
+  if (time > ctx.now + ctx.limits.maxFutureMs) {
+    return withId('properties.time', `'properties.time' is more than ${Math.round(ctx.limits.maxFutureMs / 60_000)} minutes in the future`);
   }
 
   const { token, time: _t, distinct_id: _d, $insert_id: _i, ...rest } = p;
@@ -154,6 +165,8 @@ export function normalizeEvent(
     return withId('properties', `an event may have at most ${ctx.limits.maxPropertiesPerEvent} properties`);
   }
   if (ctx.ip !== undefined && rest.ip === undefined) rest.ip = ctx.ip;
+  const problem = valueProblem(rest, eventRules(ctx.limits), 'properties');
+  if (problem) return withId(problem.field, problem.message);
   let json = stringifyOrUndefined(rest);
   if (json === undefined) return withId('properties', 'properties are nested too deeply');
   if (jsonHasNul(json)) return withId('properties', 'a property name or value contains a NUL character (\\u0000), which cannot be stored');

@@ -3,7 +3,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Project, ProjectDirectory } from '../projects/projects.js';
 import type { Store } from '../store/database.js';
 import { createIngestWriter, type EventBatch, type IngestWriter } from '../store/ingest-writer.js';
-import { updateGroupProfiles, updateUserProfiles, type ProfileForms } from '../store/profile-writer.js';
+import { updateGroupProfiles, updateUserProfiles, type ProfileForms, type RefusedUpdate } from '../store/profile-writer.js';
 import { IngestError, type RecordError } from './errors.js';
 import { normalizeEvent, type Normalized, type NormalizedEvent } from './events.js';
 import { applyUpdate, parseGroupUpdate, parseUserUpdate, type ProfileUpdate } from './profile-ops.js';
@@ -64,7 +64,7 @@ export class Ingestor {
         this.store,
         this.forms,
         projectId,
-        updates.map((u) => ({ distinctId: u.distinctId, ignoreAlias: u.ignoreAlias, change: (cur) => applyUpdate(cur, u) })),
+        updates.map((u) => ({ distinctId: u.distinctId, ignoreAlias: u.ignoreAlias, change: (cur) => applyUpdate(cur, u, this.limits) })),
         now,
       ),
     );
@@ -75,7 +75,7 @@ export class Ingestor {
       updateGroupProfiles(
         this.store,
         projectId,
-        updates.map((u) => ({ groupKey: u.groupKey, groupId: u.groupId, change: (cur) => applyUpdate(cur, u) })),
+        updates.map((u) => ({ groupKey: u.groupKey, groupId: u.groupId, change: (cur) => applyUpdate(cur, u, this.limits) })),
         now,
       ),
     );
@@ -86,18 +86,20 @@ export class Ingestor {
     endpoint: 'engage' | 'groups',
     kind: 'user' | 'group',
     records: unknown[],
-    parse: (record: unknown, index: number, now: number) => { ok: true; update: U } | { ok: false; error: RecordError },
-    write: (projectId: number, updates: U[], now: number) => Promise<void>,
+    parse: (record: unknown, index: number, now: number, limits: IngestLimits) => { ok: true; update: U } | { ok: false; error: RecordError },
+    write: (projectId: number, updates: U[], now: number) => Promise<RefusedUpdate[]>,
   ): Promise<BatchOutcome> {
     const now = Date.now();
     const errors: RecordError[] = [];
-    const parsed = this.#parse(records, (r, i) => parse(r, i, now), errors);
+    const parsed = this.#parse(records, (r, i) => parse(r, i, now, this.limits), errors);
     const byProject = await this.#groupByToken(parsed, endpoint, (u) => u.update.token, errors, (u) => u.index);
     let applied = 0;
     // One transaction per project, in project order (a fixed lock order across requests).
     for (const [projectId, items] of [...byProject].sort(([a], [b]) => a - b)) {
-      await write(projectId, items.map((i) => i.update), now);
-      applied += this.#countOps(kind, items);
+      const refused = await write(projectId, items.map((i) => i.update), now);
+      const refusedAt = new Set(refused.map((r) => r.position));
+      for (const r of refused) errors.push({ index: items[r.position]!.index, field: r.field, message: r.message });
+      applied += this.#countOps(kind, items.filter((_, position) => !refusedAt.has(position)));
     }
     return this.#finish(endpoint, applied, errors);
   }

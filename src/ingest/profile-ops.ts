@@ -1,7 +1,10 @@
-import type { Properties } from '../store/profile-writer.js';
+import type { IngestLimits } from '../config.js';
+import { Refusal, type Properties } from '../store/profile-writer.js';
 import type { RecordError } from './errors.js';
 import { MAX_TIME_MS, toMillis } from './events.js';
+import { ProfileSizes } from './profile-sizes.js';
 import { hasNul, jsonHasNul, stringifyOrUndefined, wellFormedValue } from './text.js';
+import { overBytes, short, valueProblem, type ValueRules } from './value-limits.js';
 
 /** The operations of Mixpanel's /engage, in the order they are applied when one update holds several. */
 export const USER_OPERATIONS = ['$set', '$set_once', '$add', '$append', '$union', '$remove', '$unset', '$delete'] as const;
@@ -52,22 +55,33 @@ function checkValue(op: Operation, value: unknown): string | undefined {
   }
 }
 
+const rulesOf = new WeakMap<IngestLimits, ValueRules>();
+/** What a profile operation's value may hold: its values are property values, as an event's properties are. */
+function profileRules(l: IngestLimits): ValueRules {
+  let rules = rulesOf.get(l);
+  if (!rules) rulesOf.set(l, (rules = { maxDepth: l.maxNestingDepth, maxNameBytes: l.maxPropertyNameBytes, maxObjectKeys: Math.max(l.maxNestedKeys, l.maxProfileProperties), maxListLength: Infinity }));
+  return rules;
+}
+
 function parseCommon(
   record: Record<string, unknown>,
   index: number,
   allowed: readonly Operation[],
   modifiers: Set<string>,
   now: number,
+  limits: IngestLimits,
 ): Parsed<ProfileUpdate> {
   const fail = (field: string, message: string): Parsed<ProfileUpdate> => ({ ok: false, error: { index, field, message } });
   const ops: ProfileUpdate['ops'] = [];
   for (const key of Object.keys(record)) {
     if (modifiers.has(key)) continue;
     if (!(allowed as readonly string[]).includes(key)) {
-      return fail(key, `unknown operation "${key}"; use one of ${allowed.join(', ')}`);
+      return fail(short(key), `unknown operation "${short(key)}"; use one of ${allowed.join(', ')}`);
     }
     const problem = checkValue(key as Operation, record[key]);
     if (problem) return fail(key, problem);
+    const found = valueProblem(record[key], profileRules(limits), key);
+    if (found) return fail(found.field, found.message);
     const json = stringifyOrUndefined(record[key]);
     if (json === undefined) return fail(key, `${key} is nested too deeply`);
     if (jsonHasNul(json ?? '')) return fail(key, `${key} holds a NUL character (\\u0000), which cannot be stored`);
@@ -101,17 +115,18 @@ function idOf(v: unknown): string | undefined {
   return id === undefined || hasNul(id) ? undefined : id.toWellFormed();
 }
 
-export function parseUserUpdate(record: unknown, index: number, now: number): Parsed<UserUpdate> {
+export function parseUserUpdate(record: unknown, index: number, now: number, limits: IngestLimits): Parsed<UserUpdate> {
   if (!isObject(record)) return { ok: false, error: { index, field: '$distinct_id', message: 'each update must be a JSON object' } };
   const distinctId = idOf(record.$distinct_id) ?? idOf(record.$user_id) ?? (idOf(record.$device_id) ? `$device:${idOf(record.$device_id)}` : undefined);
   if (distinctId === undefined || distinctId === '') {
     return { ok: false, error: { index, field: '$distinct_id', message: "'$distinct_id' is required (a non-empty string without NUL characters)" } };
   }
-  const parsed = parseCommon(record, index, USER_OPERATIONS, USER_MODIFIERS, now);
+  if (overBytes(distinctId, limits.maxDistinctIdBytes)) return { ok: false, error: { index, field: '$distinct_id', message: `'$distinct_id' must be at most ${limits.maxDistinctIdBytes} bytes` } };
+  const parsed = parseCommon(record, index, USER_OPERATIONS, USER_MODIFIERS, now, limits);
   return parsed.ok ? { ok: true, update: { ...parsed.update, distinctId } } : parsed;
 }
 
-export function parseGroupUpdate(record: unknown, index: number, now: number): Parsed<GroupUpdate> {
+export function parseGroupUpdate(record: unknown, index: number, now: number, limits: IngestLimits): Parsed<GroupUpdate> {
   if (!isObject(record)) return { ok: false, error: { index, field: '$group_key', message: 'each update must be a JSON object' } };
   const groupKey = idOf(record.$group_key);
   const groupId = idOf(record.$group_id);
@@ -119,7 +134,10 @@ export function parseGroupUpdate(record: unknown, index: number, now: number): P
   if (groupId === undefined || groupId === '') {
     return { ok: false, error: { index, field: '$group_id', message: "'$group_id' is required (a non-empty string without NUL characters, or a number)" } };
   }
-  const parsed = parseCommon(record, index, GROUP_OPERATIONS, GROUP_MODIFIERS, now);
+  for (const [field, id] of [['$group_key', groupKey], ['$group_id', groupId]] as const) {
+    if (overBytes(id, limits.maxDistinctIdBytes)) return { ok: false, error: { index, field, message: `'${field}' must be at most ${limits.maxDistinctIdBytes} bytes` } };
+  }
+  const parsed = parseCommon(record, index, GROUP_OPERATIONS, GROUP_MODIFIERS, now, limits);
   return parsed.ok ? { ok: true, update: { ...parsed.update, groupKey, groupId, touchedAt: null } } : parsed;
 }
 
@@ -129,21 +147,31 @@ function put(obj: Properties, key: string, value: unknown) {
   Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
 }
 
-const same = (a: unknown, b: unknown) => a === b || JSON.stringify(a) === JSON.stringify(b);
+/** Equality of list items as Mixpanel's $union and $remove use it: the same JSON. */
+const itemKey = (v: unknown): string => (typeof v === 'string' ? `s${v}` : `j${JSON.stringify(v)}`);
 
 /** Mixpanel's $last_seen format: ISO 8601 in UTC, to the second, without a zone suffix. */
 export const mixpanelDate = (ms: number) => new Date(ms).toISOString().slice(0, 19);
 
+export type ProfileLimits = Pick<IngestLimits, 'maxProfileProperties' | 'maxProfileValueBytes' | 'maxProfileBytes'>;
+
 /**
  * Applies an update to a profile's properties exactly as Mixpanel defines the operations.
- * `current` null means no profile; the result null means no profile (deleted or never made).
+ * `current` null means no profile; the result null means no profile (deleted or never made). An
+ * update that would take the profile over its limits is refused whole (the profile stays as it
+ * was). Each operation costs about the size of what it changes ($union keeps a set of the list's
+ * items), never the size of the profile times the size of the change.
  */
-export function applyUpdate(current: Properties | null, update: ProfileUpdate): Properties | null {
+export function applyUpdate(current: Properties | null, update: ProfileUpdate, limits: ProfileLimits): Properties | null | Refusal {
   let props: Properties | null = current ? { ...current } : null;
+  const sizes = current ? ProfileSizes.of(current).copy() : new ProfileSizes();
   for (const { op, value } of update.ops) {
     if (op === '$delete') return null;
     if (op === '$unset') {
-      if (props) for (const key of value as string[]) if (has(props, key)) delete props[key];
+      if (props) for (const key of value as string[]) if (has(props, key)) {
+        delete props[key];
+        sizes.remove(key);
+      }
       continue;
     }
     const entries = Object.entries(value as Properties);
@@ -151,7 +179,11 @@ export function applyUpdate(current: Properties | null, update: ProfileUpdate): 
       if (!props) continue;
       for (const [k, v] of entries) {
         const list = props[k];
-        if (has(props, k) && Array.isArray(list)) put(props, k, list.filter((item) => !same(item, v)));
+        if (!has(props, k) || !Array.isArray(list)) continue;
+        const gone = itemKey(v);
+        const kept = list.filter((item) => itemKey(item) !== gone);
+        put(props, k, kept);
+        sizes.set(k, kept);
       }
       continue;
     }
@@ -161,30 +193,59 @@ export function applyUpdate(current: Properties | null, update: ProfileUpdate): 
       switch (op) {
         case '$set':
           put(props, k, v);
+          sizes.set(k, v);
           break;
         case '$set_once':
-          if (!has(props, k)) put(props, k, v);
+          if (!has(props, k)) {
+            put(props, k, v);
+            sizes.set(k, v);
+          }
           break;
         case '$add':
-          if (existing === undefined) put(props, k, v);
-          else if (typeof existing === 'number') put(props, k, existing + (v as number));
+          if (existing === undefined || typeof existing === 'number') {
+            const sum = existing === undefined ? (v as number) : existing + (v as number);
+            if (!Number.isFinite(sum)) return new Refusal(`$add.${short(k)}`, `$add.${short(k)}: the sum is out of range for a number`);
+            put(props, k, sum);
+            sizes.set(k, sum);
+          }
           break;
         case '$append':
-          if (existing === undefined) put(props, k, [v]);
-          else if (Array.isArray(existing)) put(props, k, [...existing, v]);
+          if (existing === undefined) {
+            put(props, k, [v]);
+            sizes.set(k, [v]);
+          } else if (Array.isArray(existing)) {
+            put(props, k, [...existing, v]);
+            sizes.grow(k, [v]);
+          }
           break;
         case '$union': {
           const base = existing === undefined ? [] : existing;
           if (!Array.isArray(base)) break;
-          const merged = [...base];
-          for (const item of v as unknown[]) if (!merged.some((m) => same(m, item))) merged.push(item);
-          put(props, k, merged);
+          const seen = new Set(base.map(itemKey));
+          const added: unknown[] = [];
+          for (const item of v as unknown[]) {
+            const key = itemKey(item);
+            if (seen.has(key)) continue;
+            seen.add(key);
+            added.push(item);
+          }
+          put(props, k, base.length === 0 ? added : [...base, ...added]);
+          if (existing === undefined) sizes.set(k, added);
+          else sizes.grow(k, added);
           break;
         }
       }
     }
   }
   const explicit = update.ops.some((o) => o.op === '$set' && has(o.value as Properties, '$last_seen'));
-  if (props && update.touchedAt !== null && !explicit) put(props, '$last_seen', mixpanelDate(update.touchedAt));
+  if (props && update.touchedAt !== null && !explicit) {
+    const seen = mixpanelDate(update.touchedAt);
+    put(props, '$last_seen', seen);
+    sizes.set('$last_seen', seen);
+  }
+  if (!props) return props;
+  const over = sizes.over(limits);
+  if (over) return over;
+  sizes.remember(props);
   return props;
 }

@@ -21,8 +21,8 @@ export interface CompileContext {
  * table, or over the events themselves when event properties narrow them.
  */
 export function compileDefinition(d: Definition, ctx: CompileContext): RawBuilder<boolean> {
-  if ('and' in d) return sql<boolean>`(${sql.join(d.and.map((x) => compileDefinition(x, ctx)), sql` and `)})`;
-  if ('or' in d) return sql<boolean>`(${sql.join(d.or.map((x) => compileDefinition(x, ctx)), sql` or `)})`;
+  if ('and' in d) return balanced(d.and.map((x) => compileDefinition(x, ctx)), sql` and `);
+  if ('or' in d) return balanced(d.or.map((x) => compileDefinition(x, ctx)), sql` or `);
   if ('not' in d) return sql<boolean>`(not ${compileDefinition(d.not, ctx)})`;
   if ('cohort' in d) {
     const other = ctx.cohorts.get(d.cohort);
@@ -31,6 +31,21 @@ export function compileDefinition(d: Definition, ctx: CompileContext): RawBuilde
   }
   if ('event' in d) return eventCondition(d, ctx);
   return propertyCondition(d, 'p.properties', ctx);
+}
+
+/** Terms joined in groups of at most this many, so a long list nests log-deep, not list-deep. */
+const GROUP = 8;
+
+/**
+ * `a and b and …` as a balanced tree of parenthesised groups: SQLite parses a flat chain of n
+ * terms into an expression n levels deep and refuses past 1,000 ("Expression tree is too large").
+ */
+function balanced(terms: RawBuilder<boolean>[], op: RawBuilder<unknown>): RawBuilder<boolean> {
+  if (terms.length <= GROUP) return sql<boolean>`(${sql.join(terms, op)})`;
+  const size = Math.ceil(terms.length / GROUP);
+  const groups: RawBuilder<boolean>[] = [];
+  for (let i = 0; i < terms.length; i += size) groups.push(balanced(terms.slice(i, i + size), op));
+  return balanced(groups, op);
 }
 
 /** SQL for reading one JSON property of `column`, typed, on either database. */
@@ -104,17 +119,19 @@ function propertyCondition(f: PropertyFilter, column: string, ctx: CompileContex
 function eventCondition(f: EventFilter, ctx: CompileContext): RawBuilder<boolean> {
   const count = f.count ?? { op: 'at_least', value: 1 };
   if (count.op === 'at_least' && count.value === 0) return sql<boolean>`(1 = 1)`;
-  // "In the last N days": today (UTC) and the N − 1 days before it.
-  const fromDay = Math.floor(ctx.now / DAY_MS) - (f.within_days - 1);
+  // "In the last N days": today (UTC) and the N − 1 days before it; never later than today, so
+  // an event dated in the future does not count as recent until it is.
+  const today = Math.floor(ctx.now / DAY_MS);
+  const fromDay = today - (f.within_days - 1);
   const users = (having: RawBuilder<unknown>) => {
     if (!f.where?.length) {
-      return sql`select distinct_id from event_daily_counts where project_id = ${ctx.projectId} and event = ${f.event} and day >= ${fromDay} group by distinct_id having ${having}`;
+      return sql`select distinct_id from event_daily_counts where project_id = ${ctx.projectId} and event = ${f.event} and day between ${fromDay} and ${today} group by distinct_id having ${having}`;
     }
-    const narrowed = sql.join(
+    const narrowed = balanced(
       f.where.map((w) => propertyCondition(w, 'e.properties', ctx)),
       sql` and `,
     );
-    return sql`select e.distinct_id from events as e where e.project_id = ${ctx.projectId} and e.event = ${f.event} and e.time >= ${fromDay * DAY_MS} and ${narrowed} group by e.distinct_id having ${having}`;
+    return sql`select e.distinct_id from events as e where e.project_id = ${ctx.projectId} and e.event = ${f.event} and e.time >= ${fromDay * DAY_MS} and e.time < ${(today + 1) * DAY_MS} and ${narrowed} group by e.distinct_id having ${having}`;
   };
   const total = f.where?.length ? sql`count(*)` : sql`sum(count)`;
   switch (count.op) {

@@ -131,8 +131,8 @@ export async function deleteSync(trx: Trx, id: number, now: number): Promise<voi
 }
 
 /** The cohort syncs that send to a connection (it cannot be deleted under them). */
-export async function syncsUsingConnection(db: Db, connectionId: number): Promise<number[]> {
-  const rows = await db.selectFrom('cohort_syncs').select('id').where('connection_id', '=', connectionId).orderBy('id').execute();
+export async function syncsUsingConnection(db: Db, projectId: number, connectionId: number): Promise<number[]> {
+  const rows = await db.selectFrom('cohort_syncs').select('id').where('project_id', '=', projectId).where('connection_id', '=', connectionId).orderBy('id').execute();
   return rows.map((r) => r.id);
 }
 

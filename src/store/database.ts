@@ -39,8 +39,11 @@ function sqliteFile(dataDir: string): string {
 }
 
 function openSqlite(config: Config): SqliteStore {
-  fs.mkdirSync(config.dataDir, { recursive: true });
+  // Events, profiles and connection headers are for this user alone: a folder and files made
+  // here are 0700 and 0600 (SQLite gives its -wal and -shm files the database file's mode).
+  fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const file = sqliteFile(config.dataDir);
+  if (!fs.existsSync(file)) fs.closeSync(fs.openSync(file, 'a', 0o600));
   const raw = new BetterSqlite3(file);
   raw.pragma('journal_mode = WAL');
   raw.pragma(`synchronous = ${config.sqlite.synchronous}`);

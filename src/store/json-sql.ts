@@ -1,12 +1,23 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { Dialect } from './database.js';
 
-/** True where properties[key] equals one of `jsonValues` (each a JSON text), on either database. */
+/**
+ * True where properties[key] equals one of `jsonValues` (each a JSON text), on either database.
+ * A short list is bound value by value (the planners use it best); a long one is one parameter
+ * holding them all, so no number of values reaches a database's limit on bound parameters.
+ */
 export function jsonPropertyIn(dialect: Dialect, column: string, key: string, jsonValues: string[]): RawBuilder<boolean> {
+  const col = sql.ref(column);
+  if (jsonValues.length > 8) {
+    // One JSON array holding each value's JSON text.
+    const list = JSON.stringify(jsonValues);
+    if (dialect === 'postgres') return sql<boolean>`(${col} -> ${key}) in (select cast(x as jsonb) from jsonb_array_elements_text(cast(${list} as jsonb)) as x)`;
+    return sql<boolean>`(${col} -> ${`$."${key}"`}) in (select value from json_each(${list}))`;
+  }
   const values = sql.join(jsonValues.map((v) => (dialect === 'postgres' ? sql`${v}::jsonb` : sql`${v}`)));
-  if (dialect === 'postgres') return sql<boolean>`(${sql.ref(column)} -> ${key}) in (${values})`;
+  if (dialect === 'postgres') return sql<boolean>`(${col} -> ${key}) in (${values})`;
   // SQLite's -> yields the value as minified JSON text, comparable with JSON.stringify output.
-  return sql<boolean>`(${sql.ref(column)} -> ${`$."${key}"`}) in (${values})`;
+  return sql<boolean>`(${col} -> ${`$."${key}"`}) in (${values})`;
 }
 
 /** Property names a JSON path can address on both databases. */

@@ -5,8 +5,23 @@ import { readJson, type Database } from './schema.js';
 
 export type Properties = Record<string, unknown>;
 
-/** Turns a profile's properties (null: no profile) into its next state (null: deleted). */
-export type ProfileChange = (current: Properties | null) => Properties | null;
+/** Why an update was refused (it would break a limit): failed_records' field and message. */
+export class Refusal {
+  constructor(
+    readonly field: string,
+    readonly message: string,
+  ) {}
+}
+
+/** Turns a profile's properties (null: no profile) into its next state (null: deleted), or refuses, leaving it as it is. */
+export type ProfileChange = (current: Properties | null) => Properties | null | Refusal;
+
+/** An update refused, by its position in the list given to the writer. */
+export interface RefusedUpdate {
+  position: number;
+  field: string;
+  message: string;
+}
 
 export interface UserProfileUpdate {
   distinctId: string;
@@ -33,24 +48,33 @@ export interface GroupProfileUpdate {
 interface Row {
   properties: Properties | null;
   existed: boolean;
+  /** An update to it was applied (not every one refused). */
+  changed: boolean;
 }
 
-/** Applies the changes in order; returns the rows whose state changed, by key. */
+/** Applies the changes in order; returns the rows whose state changed, by key, and the updates refused. */
 function applyInOrder<U extends { change: ProfileChange }>(
   updates: U[],
   keyOf: (u: U) => string,
   current: Map<string, Properties>,
+  refused: RefusedUpdate[],
 ): Map<string, Row> {
   const rows = new Map<string, Row>();
-  for (const u of updates) {
+  for (const [position, u] of updates.entries()) {
     const key = keyOf(u);
     let row = rows.get(key);
     if (!row) {
       const existing = current.get(key);
-      row = { properties: existing ?? null, existed: existing !== undefined };
+      row = { properties: existing ?? null, existed: existing !== undefined, changed: false };
       rows.set(key, row);
     }
-    row.properties = u.change(row.properties);
+    const next = u.change(row.properties);
+    if (next instanceof Refusal) {
+      refused.push({ position, field: next.field, message: next.message });
+      continue;
+    }
+    row.properties = next;
+    row.changed = true;
   }
   return rows;
 }
@@ -61,8 +85,10 @@ async function lockKeys(store: Store, trx: Transaction<Database>, keys: string[]
   await sql`select pg_advisory_xact_lock(hashtextextended(k, 0)) from unnest(${[...keys].sort()}::text[]) as k order by k`.execute(trx);
 }
 
-export async function updateUserProfiles(store: Store, forms: ProfileForms, projectId: number, updates: UserProfileUpdate[], now: number) {
-  if (updates.length === 0) return;
+/** Applies the updates in one transaction; answers those refused (the rest are stored). */
+export async function updateUserProfiles(store: Store, forms: ProfileForms, projectId: number, updates: UserProfileUpdate[], now: number): Promise<RefusedUpdate[]> {
+  const refused: RefusedUpdate[] = [];
+  if (updates.length === 0) return refused;
   await store.db.transaction().execute(async (trx) => {
     const aliased = [...new Set(updates.filter((u) => !u.ignoreAlias).map((u) => u.distinctId))];
     const aliasOf = new Map<string, string>();
@@ -85,7 +111,8 @@ export async function updateUserProfiles(store: Store, forms: ProfileForms, proj
       .where('distinct_id', 'in', ids)
       .execute();
     const current = new Map(existing.map((r) => [r.distinct_id, readJson<Properties>(r.properties)]));
-    for (const [distinctId, row] of applyInOrder(resolved, (u) => u.distinctId, current)) {
+    for (const [distinctId, row] of applyInOrder(resolved, (u) => u.distinctId, current, refused)) {
+      if (!row.changed) continue;
       if (row.properties === null) {
         if (row.existed) {
           await trx.deleteFrom('profiles').where('project_id', '=', projectId).where('distinct_id', '=', distinctId).execute();
@@ -101,10 +128,13 @@ export async function updateUserProfiles(store: Store, forms: ProfileForms, proj
         .execute();
     }
   });
+  return refused;
 }
 
-export async function updateGroupProfiles(store: Store, projectId: number, updates: GroupProfileUpdate[], now: number) {
-  if (updates.length === 0) return;
+/** Applies the updates in one transaction; answers those refused (the rest are stored). */
+export async function updateGroupProfiles(store: Store, projectId: number, updates: GroupProfileUpdate[], now: number): Promise<RefusedUpdate[]> {
+  const refused: RefusedUpdate[] = [];
+  if (updates.length === 0) return refused;
   const keyOf = (u: { groupKey: string; groupId: string }) => JSON.stringify([u.groupKey, u.groupId]);
   await store.db.transaction().execute(async (trx) => {
     const keys = [...new Set(updates.map(keyOf))];
@@ -120,7 +150,8 @@ export async function updateGroupProfiles(store: Store, projectId: number, updat
         .execute();
       for (const r of rows) current.set(keyOf({ groupKey, groupId: r.group_id }), readJson<Properties>(r.properties));
     }
-    for (const [key, row] of applyInOrder(updates, keyOf, current)) {
+    for (const [key, row] of applyInOrder(updates, keyOf, current, refused)) {
+      if (!row.changed) continue;
       const [groupKey, groupId] = JSON.parse(key) as [string, string];
       if (row.properties === null) {
         if (row.existed) {
@@ -141,4 +172,5 @@ export async function updateGroupProfiles(store: Store, projectId: number, updat
         .execute();
     }
   });
+  return refused;
 }

@@ -148,6 +148,7 @@ describe('values JSON.parse accepts but JSON.stringify cannot', () => {
       limits: defaultIngestLimits,
       requireInsertId: false,
     });
-    expect(r).toEqual({ ok: false, error: { index: 0, field: 'properties', message: 'properties are nested too deeply' } });
+    const field = `properties.deep${'[0]'.repeat(32)}`;
+    expect(r).toEqual({ ok: false, error: { index: 0, field, message: `${field}: nested more than 32 levels deep` } });
   });
 });

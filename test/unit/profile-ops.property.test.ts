@@ -11,8 +11,11 @@ import {
   type Operation,
   type UserUpdate,
 } from '../../src/ingest/profile-ops.js';
+import { defaultIngestLimits } from '../../src/config.js';
 
 type Props = Record<string, unknown>;
+type Properties = Props;
+const L = defaultIngestLimits;
 
 const NOW = Date.UTC(2024, 4, 6, 7, 8, 9, 345);
 /** Mixpanel's $last_seen: ISO 8601, UTC, to the second, no zone suffix. */
@@ -21,12 +24,12 @@ const MODIFIERS = ['$token', 'token', '$distinct_id', '$ip', '$time', '$ignore_t
 
 /** Parses an /engage record (it must be valid) through the real parser. */
 function update(ops: Partial<Record<Operation, unknown>>, modifiers: Props = { $ignore_time: true }): UserUpdate {
-  const parsed = parseUserUpdate({ $token: 'tok', $distinct_id: 'user-1', ...modifiers, ...ops }, 0, NOW);
+  const parsed = parseUserUpdate({ $token: 'tok', $distinct_id: 'user-1', ...modifiers, ...ops }, 0, NOW, L);
   if (!parsed.ok) throw new Error(`test bug: ${JSON.stringify(parsed.error)}`);
   return parsed.update;
 }
 const apply = (current: Props | null, ops: Partial<Record<Operation, unknown>>, modifiers?: Props) =>
-  applyUpdate(current, update(ops, modifiers));
+  applyUpdate(current, update(ops, modifiers), L) as Properties | null;
 
 // Profile keys. Names of Object.prototype members are left to their own test below, so one
 // bug there does not make every property fail; $last_seen is the service's own key.
@@ -244,9 +247,9 @@ describe('applyUpdate: properties of each operation', () => {
         const v = operation === '$add' ? 5 : operation === '$union' ? ['u'] : 'v';
         // JSON.parse gives an own property even for "__proto__", as a request body would.
         const record = JSON.parse(`{"$distinct_id":"u","$ignore_time":true,"${operation}":{"${k}":${JSON.stringify(v)}}}`) as Props;
-        const parsed = parseUserUpdate(record, 0, NOW);
+        const parsed = parseUserUpdate(record, 0, NOW, L);
         expect(parsed.ok).toBe(true);
-        const result = applyUpdate({}, (parsed as { update: UserUpdate }).update);
+        const result = applyUpdate({}, (parsed as { update: UserUpdate }).update, L);
         const stored = JSON.parse(JSON.stringify(result)) as Props;
         const expected = operation === '$append' ? ['v'] : v;
         expect({ [`${operation} ${k}`]: Object.prototype.hasOwnProperty.call(stored, k) ? stored[k] : '(missing)' }).toEqual({
@@ -270,7 +273,7 @@ describe('parseUserUpdate: properties', () => {
     );
     fc.assert(
       fc.property(record, (r) => {
-        const parsed = parseUserUpdate(r, 3, NOW);
+        const parsed = parseUserUpdate(r, 3, NOW, L);
         if (!parsed.ok) {
           expect(parsed.error.index).toBe(3);
           expect(typeof parsed.error.field).toBe('string');
@@ -292,7 +295,7 @@ describe('parseUserUpdate: properties', () => {
       .filter((k) => !(USER_OPERATIONS as readonly string[]).includes(k) && !MODIFIERS.includes(k) && k !== '$distinct_id');
     fc.assert(
       fc.property(unknown, dict(value, 1), (op, set) => {
-        const parsed = parseUserUpdate({ $distinct_id: 'u', $set: set, [op]: { a: 1 } }, 0, NOW);
+        const parsed = parseUserUpdate({ $distinct_id: 'u', $set: set, [op]: { a: 1 } }, 0, NOW, L);
         expect(parsed.ok).toBe(false);
         if (!parsed.ok) {
           expect(parsed.error.field).toBe(op);
@@ -311,13 +314,13 @@ describe('parseUserUpdate: properties', () => {
     );
     fc.assert(
       fc.property(time, fc.boolean(), (t, asString) => {
-        const parsed = parseUserUpdate({ $distinct_id: 'u', $time: asString ? String(t) : t, $set: { a: 1 } }, 0, NOW);
+        const parsed = parseUserUpdate({ $distinct_id: 'u', $time: asString ? String(t) : t, $set: { a: 1 } }, 0, NOW, L);
         if (!parsed.ok) {
           expect(parsed.error.field).toBe('$time');
           return;
         }
         let result: Props | null = null;
-        expect(() => (result = applyUpdate({}, parsed.update))).not.toThrow();
+        expect(() => (result = applyUpdate({}, parsed.update, L) as Props | null)).not.toThrow();
         expect(result!.$last_seen).toMatch(MIXPANEL_DATE);
       }),
       { examples: [[1e16, false], [253_402_300_800_000, false]] },
@@ -360,12 +363,12 @@ describe('Mixpanel semantics, by example', () => {
   });
 
   it('an unparsable $time is refused, naming $time', () => {
-    const parsed = parseUserUpdate({ $distinct_id: 'u', $time: 'yesterday', $set: { a: 1 } }, 2, NOW);
+    const parsed = parseUserUpdate({ $distinct_id: 'u', $time: 'yesterday', $set: { a: 1 } }, 2, NOW, L);
     expect(parsed).toMatchObject({ ok: false, error: { index: 2, field: '$time' } });
   });
 
   it('an unknown operation gives an error naming it', () => {
-    const parsed = parseUserUpdate({ $token: 't', $distinct_id: 'u', $increment: { logins: 1 } }, 4, NOW);
+    const parsed = parseUserUpdate({ $token: 't', $distinct_id: 'u', $increment: { logins: 1 } }, 4, NOW, L);
     expect(parsed.ok).toBe(false);
     if (!parsed.ok) {
       expect(parsed.error).toMatchObject({ index: 4, field: '$increment' });
@@ -374,19 +377,19 @@ describe('Mixpanel semantics, by example', () => {
   });
 
   it('refuses operations with values of the wrong shape, naming the key', () => {
-    const add = parseUserUpdate({ $distinct_id: 'u', $add: { logins: 'one' } }, 0, NOW);
+    const add = parseUserUpdate({ $distinct_id: 'u', $add: { logins: 'one' } }, 0, NOW, L);
     expect(add).toMatchObject({ ok: false, error: { field: '$add' } });
     expect(!add.ok && add.error.message).toContain('"logins"');
-    expect(parseUserUpdate({ $distinct_id: 'u', $union: { tags: 'a' } }, 0, NOW)).toMatchObject({ ok: false, error: { field: '$union' } });
-    expect(parseUserUpdate({ $distinct_id: 'u', $unset: 'a' }, 0, NOW)).toMatchObject({ ok: false, error: { field: '$unset' } });
-    expect(parseUserUpdate({ $distinct_id: 'u', $set: [1] }, 0, NOW)).toMatchObject({ ok: false, error: { field: '$set' } });
+    expect(parseUserUpdate({ $distinct_id: 'u', $union: { tags: 'a' } }, 0, NOW, L)).toMatchObject({ ok: false, error: { field: '$union' } });
+    expect(parseUserUpdate({ $distinct_id: 'u', $unset: 'a' }, 0, NOW, L)).toMatchObject({ ok: false, error: { field: '$unset' } });
+    expect(parseUserUpdate({ $distinct_id: 'u', $set: [1] }, 0, NOW, L)).toMatchObject({ ok: false, error: { field: '$set' } });
   });
 
   it('needs a distinct id and at least one operation', () => {
-    expect(parseUserUpdate({ $set: { a: 1 } }, 0, NOW)).toMatchObject({ ok: false, error: { field: '$distinct_id' } });
-    expect(parseUserUpdate({ $distinct_id: '', $set: { a: 1 } }, 0, NOW)).toMatchObject({ ok: false, error: { field: '$distinct_id' } });
-    expect(parseUserUpdate({ $distinct_id: 'u', $token: 't' }, 0, NOW)).toMatchObject({ ok: false });
-    expect(parseUserUpdate({ $device_id: 'd1', $set: { a: 1 } }, 0, NOW)).toMatchObject({ ok: true, update: { distinctId: '$device:d1' } });
+    expect(parseUserUpdate({ $set: { a: 1 } }, 0, NOW, L)).toMatchObject({ ok: false, error: { field: '$distinct_id' } });
+    expect(parseUserUpdate({ $distinct_id: '', $set: { a: 1 } }, 0, NOW, L)).toMatchObject({ ok: false, error: { field: '$distinct_id' } });
+    expect(parseUserUpdate({ $distinct_id: 'u', $token: 't' }, 0, NOW, L)).toMatchObject({ ok: false });
+    expect(parseUserUpdate({ $device_id: 'd1', $set: { a: 1 } }, 0, NOW, L)).toMatchObject({ ok: true, update: { distinctId: '$device:d1' } });
   });
 
   it('several operations in one update apply in the fixed order: $set, $set_once, $add, …, $unset, $delete', () => {
@@ -400,7 +403,7 @@ describe('Mixpanel semantics, by example', () => {
   });
 
   it('group updates refuse $add and $append, naming the operation', () => {
-    const parsed = parseGroupUpdate({ $group_key: 'company', $group_id: 'acme', $add: { seats: 1 } }, 0, NOW);
+    const parsed = parseGroupUpdate({ $group_key: 'company', $group_id: 'acme', $add: { seats: 1 } }, 0, NOW, L);
     expect(parsed).toMatchObject({ ok: false, error: { field: '$add' } });
     expect(!parsed.ok && parsed.error.message).toContain('"$add"');
   });

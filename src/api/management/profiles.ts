@@ -55,7 +55,8 @@ export async function profileRoutes(app: FastifyInstance, opts: { store: Store; 
         querystring: {
           type: 'object',
           properties: { ...pageSchema, distinct_id: { type: 'string' } },
-          additionalProperties: true,
+          patternProperties: { '^property\\.': { type: 'string' } },
+          additionalProperties: false,
         },
         response: {
           200: {
