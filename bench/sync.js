@@ -28,7 +28,7 @@ import { syncMemberHead } from '../dist/cohort-sync/wire.js';
 import { createProject } from '../dist/projects/projects.js';
 import { openStore } from '../dist/store/database.js';
 import { migrateToLatest } from '../dist/store/migrate.js';
-import { envInt, freePort, log, ROOT, runMain, sleep, startChild, stopChild, waitForLine, waitReady } from './lib/processes.js';
+import { api, envInt, freePort, log, ROOT, runMain, sleep, startChild, stopChild, waitForLine, waitReady } from './lib/processes.js';
 
 const MEMBERS = Math.floor(envInt('BENCH_MEMBERS', 1_000_000));
 const CHURN = envInt('BENCH_CHURN', 0.01, 0.0001);
@@ -60,17 +60,6 @@ async function load(dir) {
   } finally {
     await store.close();
   }
-}
-
-async function api(base, secret, p, method = 'GET', body) {
-  const res = await request(`${base}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${secret}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.body.text();
-  if (res.statusCode >= 300) throw new Error(`${method} ${p}: HTTP ${res.statusCode} ${text}`);
-  return text ? JSON.parse(text) : undefined;
 }
 
 async function waitRun(base, secret, syncId, count, timeoutMs = 600_000) {

@@ -37,6 +37,30 @@ export interface Config {
   scheduler: SchedulerConfig;
   sync: SyncConfig;
   mail: MailConfig;
+  subscriptions: SubscriptionsConfig;
+  membership: MembershipConfig;
+}
+
+/** Event subscriptions: how events become deliveries. */
+export interface SubscriptionsConfig {
+  /** How often the fan-out looks for written events (events written in this process are looked for at once). */
+  fanoutIntervalMs: number;
+  /** Events fanned out in one transaction. */
+  fanoutBatch: number;
+  /** How long a project's subscriptions are cached (changes made in the same process apply at once). */
+  indexTtlMs: number;
+}
+
+/** Live cohort membership. */
+export interface MembershipConfig {
+  /** How often touched profiles are looked for (those touched in this process are looked for at once). */
+  evaluateIntervalMs: number;
+  /** Profiles evaluated in one transaction, and the slice a sweep applies at once. */
+  batch: number;
+  /** How often every watched cohort is re-evaluated whole, for changes time alone makes. */
+  sweepIntervalMs: number;
+  /** The first watch of a cohort: record its members silently, or announce each as entered. */
+  baseline: 'silent' | 'announce';
 }
 
 /** The schedules table's runner (scheduling/scheduler.ts). */
@@ -201,6 +225,12 @@ function intFromEnv(env: Env, name: string, fallback: number, min = 0): number {
   return value;
 }
 
+function baselineFromEnv(env: Env): 'silent' | 'announce' {
+  const raw = env.COHORTCAST_WATCH_BASELINE || 'silent';
+  if (raw !== 'silent' && raw !== 'announce') throw new Error(`COHORTCAST_WATCH_BASELINE must be silent or announce, got "${raw}"`);
+  return raw;
+}
+
 export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.env): Config {
   const tlsCert = overrides.tlsCert ?? env.COHORTCAST_TLS_CERT;
   const tlsKey = overrides.tlsKey ?? env.COHORTCAST_TLS_KEY;
@@ -258,6 +288,17 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
       from: env.COHORTCAST_MAIL_FROM || 'cohortcast <cohortcast@localhost>',
       retryScheduleMs: msListFromEnv(env, 'COHORTCAST_MAIL_RETRY_SCHEDULE_MS', [60_000, 5 * MINUTE, 30 * MINUTE, 2 * HOUR, 6 * HOUR]),
       maxConcurrency: intFromEnv(env, 'COHORTCAST_MAIL_MAX_CONCURRENCY', 4, 1),
+    },
+    subscriptions: {
+      fanoutIntervalMs: intFromEnv(env, 'COHORTCAST_FANOUT_INTERVAL_MS', 100, 1),
+      fanoutBatch: intFromEnv(env, 'COHORTCAST_FANOUT_BATCH', 200, 1),
+      indexTtlMs: intFromEnv(env, 'COHORTCAST_SUBSCRIPTIONS_CACHE_TTL_MS', 1000, 0),
+    },
+    membership: {
+      evaluateIntervalMs: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_INTERVAL_MS', 100, 1),
+      batch: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_BATCH', 500, 1),
+      sweepIntervalMs: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_SWEEP_INTERVAL_MS', 60_000, 1),
+      baseline: baselineFromEnv(env),
     },
     sync: {
       pageSize: intFromEnv(env, 'COHORTCAST_SYNC_PAGE_SIZE', 1000, 1),

@@ -6,6 +6,7 @@ import { cohortSyncSurface } from './cohort-sync/surface.js';
 import type { SyncAdmin } from './cohort-sync/admin.js';
 import { syncMemberHead } from './cohort-sync/wire.js';
 import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
+import { subscriptionSurface, type SubscriptionSurface } from './subscriptions/surface.js';
 import { Ingestor } from './ingest/ingestor.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { ProjectDirectory } from './projects/projects.js';
@@ -22,6 +23,7 @@ export interface Engine {
   delivery: DeliveryEngine;
   scheduler: Scheduler;
   syncs: SyncAdmin;
+  subscriptions: SubscriptionSurface;
   /** Starts sending and running schedules. */
   start(): Promise<void>;
   close(): Promise<void>;
@@ -38,7 +40,8 @@ async function openEngine(config: Config): Promise<Engine> {
     const worker = newWorkerName();
     delivery = await createDeliveryEngine(config, store, metrics, log, worker);
     const scheduler = new Scheduler({ store, config: config.scheduler, log, worker });
-    const { admin: syncs } = cohortSyncSurface({ store, engine: delivery, scheduler, config, log });
+    const subscriptions = subscriptionSurface({ store, engine: delivery, scheduler, config, log, metrics });
+    const { admin: syncs } = cohortSyncSurface({ store, engine: delivery, scheduler, config, log, events: subscriptions.emitter });
     const engine = delivery;
     return {
       store,
@@ -47,11 +50,16 @@ async function openEngine(config: Config): Promise<Engine> {
       delivery: engine,
       scheduler,
       syncs,
+      subscriptions,
       async start() {
         engine.dispatcher.start();
+        await subscriptions.index.start();
         await scheduler.start();
+        for (const loop of subscriptions.loops) loop.start();
       },
       async close() {
+        for (const loop of subscriptions.loops) await loop.stop();
+        await subscriptions.index.stop();
         await scheduler.stop();
         await engine.close();
         await store.close();
@@ -77,14 +85,15 @@ export async function startService(config: Config): Promise<Service> {
   try {
     const { store, metrics } = engine;
     const projects = new ProjectDirectory(store, config.projectCacheTtlMs);
-    const ingestor = new Ingestor(store, projects, config.ingest, metrics, { syncMember: syncMemberHead });
-    app = await buildApp({ config, store, projects, ingestor, metrics, delivery: engine.delivery, syncs: engine.syncs });
+    const ingestor = new Ingestor(store, projects, config.ingest, metrics, { syncMember: syncMemberHead, changed: engine.subscriptions.profileChanges }, engine.subscriptions.tap);
+    app = await buildApp({ config, store, projects, ingestor, metrics, delivery: engine.delivery, syncs: engine.syncs, subscriptions: engine.subscriptions.admin });
+    // Started before it listens: the subscriptions are loaded before the first request is taken.
+    await engine.start();
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
     const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
-    await engine.start();
     app.log.info({ url, database: store.location }, 'cohortcast is serving');
     const server = app;
     return {

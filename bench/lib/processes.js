@@ -212,3 +212,15 @@ export function noteMachineLoad(notes) {
     log(`warning: ${notes.at(-1)}`);
   }
 }
+
+/** A management API call as a user makes it (Bearer secret, JSON); throws on a status of 300 or more. */
+export async function api(base, secret, p, method = 'GET', body) {
+  const res = await undiciRequest(`${base}${p}`, {
+    method,
+    headers: { authorization: `Bearer ${secret}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.body.text();
+  if (res.statusCode >= 300) throw new Error(`${method} ${p}: HTTP ${res.statusCode} ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}

@@ -17,6 +17,8 @@ import { strictValidator } from './validation.js';
 import { CohortAdmin } from '../cohorts/cohort-admin.js';
 import type { SyncAdmin } from '../cohort-sync/admin.js';
 import { cohortSyncRoutes } from './management/cohort-syncs.js';
+import { subscriptionRoutes } from './management/subscriptions.js';
+import type { SubscriptionAdmin } from '../subscriptions/admin.js';
 import { cohortRoutes } from './management/cohorts.js';
 import { connectionRoutes } from './management/connections.js';
 import { deliveryRoutes } from './management/deliveries.js';
@@ -42,6 +44,7 @@ export interface AppContext {
   metrics: Metrics;
   delivery: DeliveryEngine;
   syncs: SyncAdmin;
+  subscriptions: SubscriptionAdmin;
 }
 
 const VERSION = '0.1.0';
@@ -115,6 +118,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await api.register(deliveryRoutes, { ...paging, dispatcher: ctx.delivery.dispatcher });
       await api.register(cohortRoutes, { ...config.api, admin: new CohortAdmin(ctx.store) });
       await api.register(cohortSyncRoutes, { ...config.api, syncs: ctx.syncs });
+      await api.register(subscriptionRoutes, { ...config.api, admin: ctx.subscriptions });
     },
     { prefix: '/api/v1' },
   );

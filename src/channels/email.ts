@@ -13,7 +13,7 @@ import { readJson } from '../store/schema.js';
  */
 
 /** The e-mail wire format: what a surface enqueues to tell people something. */
-export function emailDelivery(m: { projectId: number; to: string[]; subject: string; text: string; ownerKind: string; ownerId: string | number }): NewDelivery {
+export function emailDelivery(m: { projectId: number; to: string[]; subject: string; text: string; html?: boolean; ownerKind: string; ownerId: string | number }): NewDelivery {
   return {
     projectId: m.projectId,
     channel: 'email',
@@ -22,10 +22,13 @@ export function emailDelivery(m: { projectId: number; to: string[]; subject: str
     ownerId: m.ownerId,
     policy: 'email',
     contentType: 'text/plain; charset=utf-8',
-    headers: { to: m.to.join(', '), subject: m.subject },
+    // html: an HTML part beside the text, the text set in it as written.
+    headers: { to: m.to.join(', '), subject: m.subject, ...(m.html ? { html: 'pre' } : {}) },
     body: m.text,
   };
 }
+
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** SMTP's answer as an attempt's result: the reply code as its status, the reply text as its body. */
 interface SmtpError extends Error {
@@ -57,6 +60,7 @@ export function emailChannel(config: MailConfig): StandaloneChannel {
           to: headers.to,
           subject: headers.subject,
           text: delivery.body,
+          ...(headers.html === 'pre' ? { html: `<!doctype html><html><body><pre style="font: 14px/1.4 ui-monospace, monospace; white-space: pre-wrap">${escapeHtml(delivery.body)}</pre></body></html>` } : {}),
           // The same on every attempt, so a mail reader can tell a resend from a new message.
           messageId: `<${delivery.webhook_id}@cohortcast>`,
         })

@@ -28,23 +28,28 @@ export function webhookRequest(connection: LiveConnection, delivery: ClaimedDeli
   };
 }
 
-/**
- * Webhooks: a POST of the delivery's body to the connection's URL with its headers and Basic auth,
- * signed as Standard Webhooks say, through the sender's per-connection queue; judged by status
- * (and by the reply, where the policy reads one).
- */
-export function webhookChannel(sender: Sender, defaultThrottleMs: number): ConnectionChannel {
+/** A channel that POSTs through a connection: the sender's per-connection queue, judged by HTTP status under the delivery's policy. */
+export function connectionChannel(name: string, sender: Sender, defaultThrottleMs: number, request: (delivery: ClaimedDelivery, connection: LiveConnection, maxTimeoutMs: number) => OutboundRequest): ConnectionChannel {
   return {
-    name: 'webhook',
+    name,
     bound: 'connection',
     send(delivery, connection, opts) {
-      const request = webhookRequest(connection, delivery, opts.maxTimeoutMs);
-      if (!opts.queue) delete request.destination;
-      return sender.send(request);
+      const r = request(delivery, connection, opts.maxTimeoutMs);
+      if (!opts.queue) delete r.destination;
+      return sender.send(r);
     },
     judge: (policy, result, now) => classify(policy, result, now, defaultThrottleMs),
     withdraw(lane) {
       if (typeof lane === 'number') sender.withdraw(lane);
     },
   };
+}
+
+/**
+ * Webhooks: a POST of the delivery's body to the connection's URL with its headers and Basic auth,
+ * signed as Standard Webhooks say, through the sender's per-connection queue; judged by status
+ * (and by the reply, where the policy reads one).
+ */
+export function webhookChannel(sender: Sender, defaultThrottleMs: number): ConnectionChannel {
+  return connectionChannel('webhook', sender, defaultThrottleMs, (delivery, connection, maxTimeoutMs) => webhookRequest(connection, delivery, maxTimeoutMs));
 }

@@ -2,12 +2,12 @@ import type { Transaction } from 'kysely';
 import type { SyncConfig } from '../config.js';
 import type { Outbox } from '../delivery/outbox.js';
 import type { DeliveryOutcome, DeliveryOwner } from '../delivery/owners.js';
-import { completeRun, countAck, endRun, runEnvelope } from '../store/cohort-sync-repo.js';
+import { completeRun, countAck, endRun, findRun, runEnvelope } from '../store/cohort-sync-repo.js';
 import type { Dialect } from '../store/database.js';
 import { requeueDeliveries } from '../store/outbox-repo.js';
 import { readJson, type Database } from '../store/schema.js';
 import { ackPage, countQueuedPages, markPagesQueued, pageMembersJson, pagesToQueue, stopPage, stopQueuedPages } from '../store/sync-pages-repo.js';
-import { pauseSync } from './notices.js';
+import { pauseSync, type SyncEvents } from './notices.js';
 import { COHORT_SYNC_POLICY, pageBody, type PageEnvelope } from './wire.js';
 
 type Trx = Transaction<Database>;
@@ -37,6 +37,7 @@ export class PageQueue implements DeliveryOwner {
       config: SyncConfig;
       /** A run succeeded and superseded its sync's previous base: its data can go. */
       superseded(trx: Trx, now: number): Promise<void>;
+      events?: SyncEvents;
     },
   ) {}
 
@@ -117,6 +118,7 @@ export class PageQueue implements DeliveryOwner {
       if (run.state !== 'running') return;
       if (run.pages_acked < run.total_pages) return this.queue(trx, runId, now);
       if (await completeRun(trx, run, now)) await this.deps.superseded(trx, now);
+      await this.#tell(trx, 'cohort_sync.run_succeeded', runId, now);
       return;
     }
     const reason = outcome.reason ?? `HTTP ${outcome.status ?? '(no answer)'}`;
@@ -127,6 +129,18 @@ export class PageQueue implements DeliveryOwner {
     if (syncId === undefined) return;
     // Pages queued behind it wait for the resume instead of going out to a failing receiver.
     await stopQueuedPages(trx, runId, paused ? 'the cohort sync paused' : 'the cohort sync run failed', now);
-    if (paused) await pauseSync(trx, this.deps.outbox, syncId, `the receiver refused page ${pageNo}: ${reason}`, now);
+    if (paused) await pauseSync(trx, this.deps.outbox, syncId, `the receiver refused page ${pageNo}: ${reason}`, now, this.deps.events);
+    else await this.#tell(trx, 'cohort_sync.run_failed', runId, now);
+  }
+
+  /** A run's end as an event, for the subscriptions that want it. */
+  async #tell(trx: Trx, type: string, runId: number, now: number): Promise<void> {
+    const { events } = this.deps;
+    if (!events) return;
+    const { envelope, connectionId } = await this.#context(trx, runId);
+    const run = await findRun(trx, runId);
+    if (!run) return;
+    const summary = { id: run.id, session_id: run.session_id, kind: run.kind, total_pages: run.total_pages, members_added: run.members_added, members_removed: run.members_removed, ...(run.error ? { error: run.error } : {}) };
+    await events.emit(trx, envelope.projectId, type, [{ sync_id: run.sync_id, cohort_id: envelope.cohortId, connection_id: connectionId, run: summary }], now);
   }
 }

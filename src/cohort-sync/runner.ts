@@ -11,7 +11,7 @@ import { abandonRun, findRun, insertRun, lockSync, resumeRun, setRunPlanned, typ
 import { cohortDefinitions, cohortLabel } from '../store/cohorts-repo.js';
 import type { Store } from '../store/database.js';
 import type { Database } from '../store/schema.js';
-import { pauseSync } from './notices.js';
+import { pauseSync, type SyncEvents } from './notices.js';
 import type { PageQueue } from './pages.js';
 import { planRun } from './planner.js';
 
@@ -25,7 +25,7 @@ type Trx = Transaction<Database>;
  * is paused or done, or has a run going, is left as it is.
  */
 export class SyncRunner implements ScheduleHandler {
-  constructor(private readonly deps: { store: Store; outbox: Outbox; pages: PageQueue; config: SyncConfig; log: Logger; wake(): void }) {}
+  constructor(private readonly deps: { store: Store; outbox: Outbox; pages: PageQueue; config: SyncConfig; log: Logger; events?: SyncEvents; wake(): void }) {}
 
   async run(job: ScheduledRun): Promise<void> {
     const syncId = Number(job.key);
@@ -37,7 +37,7 @@ export class SyncRunner implements ScheduleHandler {
       // sync pauses with the reason, said once, instead of failing at every retry.
       if (!isPermanentFailure(err)) throw err;
       const reason = `the cohort could not be evaluated: ${(err as Error).message}`;
-      await this.deps.store.db.transaction().execute((trx) => pauseSync(trx, this.deps.outbox, syncId, reason, Date.now()));
+      await this.deps.store.db.transaction().execute((trx) => pauseSync(trx, this.deps.outbox, syncId, reason, Date.now(), this.deps.events));
       this.deps.log.warn({ sync: syncId, reason }, 'a cohort sync paused: its run cannot start');
       return;
     }
@@ -64,12 +64,12 @@ export class SyncRunner implements ScheduleHandler {
     const definition = cohorts.get(sync.cohort_id);
     const cohort = await cohortLabel(trx, sync.cohort_id);
     if (!definition || !cohort) {
-      await pauseSync(trx, this.deps.outbox, sync.id, `cohort ${sync.cohort_id} no longer exists`, now);
+      await pauseSync(trx, this.deps.outbox, sync.id, `cohort ${sync.cohort_id} no longer exists`, now, this.deps.events);
       return false;
     }
     const problem = evaluationProblem(sync.cohort_id, cohorts);
     if (problem) {
-      await pauseSync(trx, this.deps.outbox, sync.id, problem, now);
+      await pauseSync(trx, this.deps.outbox, sync.id, problem, now, this.deps.events);
       this.deps.log.warn({ sync: sync.id, reason: problem }, 'a cohort sync paused: its run cannot start');
       return false;
     }

@@ -1,6 +1,7 @@
 import { ActionableError } from '../errors.js';
 import type { Store } from '../store/database.js';
 import { syncsUsingCohort } from '../store/cohort-sync-repo.js';
+import { subscriptionsNamingCohort } from '../store/subscriptions-repo.js';
 import { isPermanentFailure } from '../store/failures.js';
 import { cohortDefinitions, cohortMembers, cohortSize, deleteCohort, getCohort, insertCohort, listCohorts, updateCohort, type CohortRecord, type Evaluation } from '../store/cohorts-repo.js';
 import { DefinitionError, parseDefinition, referencedCohorts, type Definition } from './definition.js';
@@ -52,6 +53,8 @@ export class CohortAdmin {
     if (users.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is used by cohort${users.length > 1 ? 's' : ''} ${users.join(', ')}; change or delete those first`);
     const syncs = await syncsUsingCohort(this.store.db, projectId, id);
     if (syncs.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is synced by cohort sync${syncs.length > 1 ? 's' : ''} ${syncs.join(', ')}; delete those first`);
+    const subscriptions = await subscriptionsNamingCohort(this.store.db, projectId, id);
+    if (subscriptions.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is watched by subscription${subscriptions.length > 1 ? 's' : ''} ${subscriptions.join(', ')}; change or delete those first`);
     if (!(await deleteCohort(this.store, projectId, id))) throw notFound(id);
   }
 

@@ -12,6 +12,10 @@ import { finishAttempts, type Completion } from './finish.js';
 import type { SendOutcome } from './http-sender.js';
 import { UnknownPolicyError, type PolicyRegistry, type RetryPolicy } from './policies.js';
 import type { OwnerRegistry } from './owners.js';
+import { readJson } from '../store/schema.js';
+
+/** The header a producer sets, with its reason, on a delivery it could not make sendable. */
+export const UNSENDABLE = 'x-cohortcast-unsendable';
 
 export interface DispatcherDeps {
   store: Store;
@@ -232,6 +236,14 @@ export class Dispatcher {
       const verdict: Verdict = { kind: 'fail', reason: err.message, permanent: true, disableDestination: false };
       const unknown: RetryPolicy = { name: delivery.policy, schedule: [0], jitter: 0, success: '2xx', permanent: [], disableOn: [], retry: false };
       return { delivery, connectionId: delivery.connection_id, policy: unknown, result, verdict, startedAt: Date.now(), nextAttemptAt: undefined };
+    }
+    // A delivery its producer could not make sendable (a template that failed to render) fails at
+    // once, with the producer's reason in the attempt log.
+    // (SQLite hands headers back as text: most deliveries are passed over by a substring check.)
+    const unsendable = typeof delivery.headers === 'string' && !delivery.headers.includes(UNSENDABLE) ? undefined : readJson<Record<string, string>>(delivery.headers)[UNSENDABLE];
+    if (unsendable !== undefined) {
+      const result: AttemptResult = { body: '', truncated: false, error: { kind: 'refused', message: unsendable }, durationMs: 0 };
+      return { delivery, connectionId: delivery.connection_id, policy, result, verdict: { kind: 'fail', reason: unsendable, permanent: true, disableDestination: false }, startedAt: Date.now(), nextAttemptAt: undefined };
     }
     const send = { queue: opts.queue, maxTimeoutMs: this.deps.config.maxTimeoutMs };
     for (;;) {

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { emailChannel } from '../channels/email.js';
+import { slackChannel, slackPolicy } from '../channels/slack.js';
+import { smsChannel, smsPolicy } from '../channels/sms.js';
 import { webhookChannel } from '../channels/webhook.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
@@ -46,7 +48,11 @@ export async function createDeliveryEngine(config: Config, store: Store, metrics
   const channels = new ChannelRegistry();
   channels.register(webhookChannel(sender, config.delivery.throttleMs));
   channels.register(emailChannel(config.mail));
+  channels.register(slackChannel(sender, config.delivery.throttleMs));
+  channels.register(smsChannel(sender, config.delivery.throttleMs));
   const policies = policyRegistry(config.delivery, config.mail);
+  policies.register(slackPolicy(config.delivery.standardSchedule, config.delivery.jitter));
+  policies.register(smsPolicy(config.delivery.standardSchedule, config.delivery.jitter));
   const outbox = new Outbox({ channels, policies });
   // PostgreSQL commits wait on the disk: record several batches at once, leaving the pool room.
   const recorders = store.dialect === 'postgres' ? Math.max(1, Math.floor(config.postgres.poolSize / 2)) : 1;

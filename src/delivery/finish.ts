@@ -100,22 +100,27 @@ export async function finishAttempts(
       const reason = reasonOf(c);
       // The lease ran out and another claim holds this delivery now: it will record the end.
       if (!changed.has(c.delivery.id)) continue;
-      if (c.connectionId !== null && c.verdict.kind === 'fail' && c.verdict.disableDestination) await disableConnection(trx, c.connectionId, `disabled after ${reason}`, now);
+      if (c.connectionId !== null && c.verdict.kind === 'fail' && c.verdict.disableDestination) {
+        await disableConnection(trx, c.connectionId, `disabled after ${reason}`, now);
+        for (const o of owners.observers) await o.connectionDisabled?.(trx, c.delivery.project_id, c.connectionId, `disabled after ${reason}`);
+      }
       if (c.connectionId !== null && c.verdict.kind === 'retry' && c.verdict.throttleMs) await throttleConnection(trx, c.connectionId, now + Math.min(c.verdict.throttleMs, config.maxRetryAfterMs));
       if (!ended) continue;
       const final = outcome === 'success' ? 'delivered' : outcome;
       finished.push({ channel: c.delivery.channel, outcome: final });
+      const ending: DeliveryOutcome = {
+        delivery: c.delivery,
+        state: final === 'delivered' ? 'succeeded' : 'failed',
+        outcome: final,
+        status: c.result.status ?? null,
+        reason,
+      };
       const owner = owners.get(c.delivery.owner_kind);
       if (owner) {
         ownersTold = true;
-        await owner.finished(trx, {
-          delivery: c.delivery,
-          state: final === 'delivered' ? 'succeeded' : 'failed',
-          outcome: final,
-          status: c.result.status ?? null,
-          reason,
-        });
+        await owner.finished(trx, ending);
       }
+      for (const o of owners.observers) await o.ended?.(trx, ending);
     }
   });
   // Counted once the transaction has committed: a rolled-back batch is attempted again.

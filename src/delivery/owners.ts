@@ -19,9 +19,20 @@ export interface DeliveryOwner {
   finished(trx: Transaction<Database>, outcome: DeliveryOutcome): Promise<void>;
 }
 
+/** Hears of every delivery's end and every connection switched off, in the transaction that records it (subscriptions emit events from these). */
+export interface DeliveryObserver {
+  ended?(trx: Transaction<Database>, outcome: DeliveryOutcome): Promise<void>;
+  connectionDisabled?(trx: Transaction<Database>, projectId: number, connectionId: number, reason: string): Promise<void>;
+}
+
 /** Owners by the owner_kind their deliveries carry. Kinds with no owner (connection tests) are fine. */
 export class OwnerRegistry {
   readonly #owners = new Map<string, DeliveryOwner>();
+  readonly observers: DeliveryObserver[] = [];
+
+  observe(observer: DeliveryObserver): void {
+    this.observers.push(observer);
+  }
 
   register(kind: string, owner: DeliveryOwner): void {
     if (this.#owners.has(kind)) throw new Error(`an owner for "${kind}" deliveries is already registered`);

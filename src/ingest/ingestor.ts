@@ -2,7 +2,7 @@ import type { IngestLimits } from '../config.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Project, ProjectDirectory } from '../projects/projects.js';
 import type { Store } from '../store/database.js';
-import { createIngestWriter, type EventBatch, type IngestWriter } from '../store/ingest-writer.js';
+import { createIngestWriter, type EventBatch, type IngestTap, type IngestWriter } from '../store/ingest-writer.js';
 import { updateGroupProfiles, updateUserProfiles, type ProfileForms, type RefusedUpdate } from '../store/profile-writer.js';
 import { IngestError, type RecordError } from './errors.js';
 import { normalizeEvent, type Normalized, type NormalizedEvent } from './events.js';
@@ -35,8 +35,9 @@ export class Ingestor {
     private readonly limits: IngestLimits,
     private readonly metrics: Metrics,
     private readonly forms: ProfileForms,
+    tap?: IngestTap,
   ) {
-    this.#writer = createIngestWriter(store);
+    this.#writer = createIngestWriter(store, tap);
   }
 
   /** /track: each event names its project by its token. */

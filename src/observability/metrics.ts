@@ -12,13 +12,18 @@ export interface Metrics {
   deliveryAttempts: Counter<'channel' | 'outcome'>;
   deliveriesFinished: Counter<'channel' | 'outcome'>;
   attemptDuration: Histogram<'channel' | 'outcome'>;
+  membershipChanges: Counter<'change' | 'source'>;
+  membershipSweepDuration: Histogram;
   /** Where the queue gauges read from; set by whoever runs a dispatcher. */
   queueSource: { read?: () => Promise<{ pending: number; oldestDueAt: number | null }> };
+  /** Where the subscription backlog gauges read from; set by the subscriptions surface. */
+  backlogSource: { read?: () => Promise<{ eventsWaiting: number; profilesWaiting: number }> };
 }
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
   const queueSource: Metrics['queueSource'] = {};
+  const backlogSource: Metrics['backlogSource'] = {};
   // One read serves both gauges in a scrape.
   let snapshot: Promise<{ pending: number; oldestDueAt: number | null }> | undefined;
   const readQueue = () => (snapshot ??= (queueSource.read?.() ?? Promise.resolve({ pending: 0, oldestDueAt: null })).finally(() => setImmediate(() => (snapshot = undefined))));
@@ -82,8 +87,39 @@ export function createMetrics(): Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
+    membershipChanges: new Counter({
+      name: 'cohortcast_membership_changes_total',
+      help: 'Members that entered or exited a watched cohort, by change (entered, exited) and what found it (evaluation, sweep).',
+      labelNames: ['change', 'source'],
+      registers,
+    }),
+    membershipSweepDuration: new Histogram({
+      name: 'cohortcast_membership_sweep_duration_seconds',
+      help: 'How long a sweep of every watched cohort took.',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    }),
     queueSource,
+    backlogSource,
   };
+  let backlog: Promise<{ eventsWaiting: number; profilesWaiting: number }> | undefined;
+  const readBacklog = () => (backlog ??= (backlogSource.read?.() ?? Promise.resolve({ eventsWaiting: 0, profilesWaiting: 0 })).finally(() => setImmediate(() => (backlog = undefined))));
+  new Gauge({
+    name: 'cohortcast_subscription_events_waiting',
+    help: 'Events written for subscriptions and not yet turned into deliveries.',
+    registers,
+    async collect() {
+      this.set((await readBacklog()).eventsWaiting);
+    },
+  });
+  new Gauge({
+    name: 'cohortcast_membership_profiles_waiting',
+    help: 'Profiles changed by ingestion and not yet evaluated against the watched cohorts.',
+    registers,
+    async collect() {
+      this.set((await readBacklog()).profilesWaiting);
+    },
+  });
   new Gauge({
     name: 'cohortcast_delivery_queue_depth',
     help: 'Deliveries waiting to be sent or retried.',

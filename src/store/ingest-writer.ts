@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { PostgresStore, SqliteStore, Store } from './database.js';
+import type { Database } from './schema.js';
 
 type Statement = BetterSqlite3.Statement<unknown[]>;
 
@@ -33,6 +34,26 @@ export interface WriteResult {
 }
 
 /**
+ * What live membership and event subscriptions want of a project's newly stored events (from a
+ * cache): their users marked for evaluation, and event.ingested events written. The writer asks
+ * for each project of a request; undefined, the usual case, costs nothing more.
+ */
+export interface IngestTap {
+  forProject(projectId: number): ProjectTap | undefined;
+  /** After a commit that wrote marks or events: the workers of this process look at once. */
+  written(): void;
+}
+
+export interface ProjectTap {
+  /** Whether an event of this name is counted by a watched cohort: its user is evaluated again. */
+  marks(event: string): boolean;
+  /** Whether the project watches cohorts at all (an alias then marks its user too). */
+  watching: boolean;
+  /** The event.ingested event to write for a stored event ({event_id, data JSON}), or undefined. */
+  forward(e: { event: string; distinctId: string; time: number; properties: string }): { eventId: string; data: string } | undefined;
+}
+
+/**
  * The ingestion hot path: events, aliases and the per-user daily counts of one request
  * are written in one transaction, so a crash leaves all of a request or none of it.
  */
@@ -58,10 +79,13 @@ class SqliteIngestWriter implements IngestWriter {
   #pending: PendingWrite[] = [];
   #flushScheduled = false;
 
+  #tapped = false;
+
   constructor(
     private readonly store: SqliteStore,
     /** At most this many requests share one transaction. */
     private readonly maxGroup: number,
+    private readonly tap: IngestTap | undefined,
   ) {}
 
   /**
@@ -112,12 +136,16 @@ class SqliteIngestWriter implements IngestWriter {
       if (outcome.ok) item.resolve(outcome.result);
       else item.reject(outcome.error);
     });
+    if (this.#tapped) {
+      this.#tapped = false;
+      this.tap?.written();
+    }
   }
 
   #transaction() {
     if (this.#write) return this.#write;
     const raw = this.store.raw;
-    const s: Record<'insertEvent' | 'bumpCount' | 'hasAliases' | 'findAlias' | 'upsertAlias', Statement> = {
+    const s: Record<'insertEvent' | 'bumpCount' | 'hasAliases' | 'findAlias' | 'upsertAlias' | 'markDirty' | 'insertWebhookEvent', Statement> = {
       insertEvent: raw.prepare(
         `insert into events (project_id, event, distinct_id, time, insert_id, dedup_key, properties, received_at)
          values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (project_id, time, dedup_key) do nothing`,
@@ -132,15 +160,22 @@ class SqliteIngestWriter implements IngestWriter {
         `insert into aliases (project_id, alias, distinct_id, created_at) values (?, ?, ?, ?)
          on conflict (project_id, alias) do update set distinct_id = excluded.distinct_id`,
       ),
+      markDirty: raw.prepare(`insert into dirty_profiles (project_id, distinct_id, marked_at) values (?, ?, ?) on conflict (project_id, distinct_id) do nothing`),
+      insertWebhookEvent: raw.prepare(`insert into webhook_events (event_id, project_id, type, data, created_at, fanned_out) values (?, ?, 'event.ingested', ?, ?, 0)`),
     };
     this.#write = raw.transaction((batches: EventBatch[], receivedAt: number): WriteResult => {
       let inserted = 0;
       let total = 0;
       for (const batch of batches) {
         const { projectId } = batch;
+        const tap = this.tap?.forProject(projectId);
         for (const a of batch.aliases) {
           const target = (s.findAlias.get(projectId, a.distinctId) as string | undefined) ?? a.distinctId;
           if (target !== a.alias) s.upsertAlias.run(projectId, a.alias, target, receivedAt);
+          if (tap?.watching) {
+            s.markDirty.run(projectId, target, receivedAt);
+            this.#tapped = true;
+          }
         }
         const seen = new Map<string, string>();
         const resolve = s.hasAliases.get(projectId)
@@ -155,6 +190,12 @@ class SqliteIngestWriter implements IngestWriter {
           total++;
           const distinctId = resolve(e.distinctId);
           const r = s.insertEvent.run(projectId, e.event, distinctId, e.time, e.insertId, e.dedupKey, e.properties, receivedAt);
+          if (tap && r.changes === 1) {
+            if (countsForBehaviour(distinctId) && tap.marks(e.event)) s.markDirty.run(projectId, distinctId, receivedAt);
+            const forward = tap.forward({ event: e.event, distinctId, time: e.time, properties: e.properties });
+            if (forward) s.insertWebhookEvent.run(forward.eventId, projectId, forward.data, receivedAt);
+            this.#tapped = true;
+          }
           if (r.changes === 0 || !countsForBehaviour(distinctId)) {
             inserted += r.changes;
             continue;
@@ -175,15 +216,26 @@ class SqliteIngestWriter implements IngestWriter {
 }
 
 class PostgresIngestWriter implements IngestWriter {
-  constructor(private readonly store: PostgresStore) {}
+  constructor(
+    private readonly store: PostgresStore,
+    private readonly tap: IngestTap | undefined,
+  ) {}
 
-  writeEvents(batches: EventBatch[], receivedAt: number): Promise<WriteResult> {
-    return this.store.db.transaction().execute(async (trx) => {
+  async writeEvents(batches: EventBatch[], receivedAt: number): Promise<WriteResult> {
+    let tapped = false;
+    const result = await this.store.db.transaction().execute(async (trx) => {
       let inserted = 0;
       let total = 0;
       for (const batch of batches) {
         const { projectId } = batch;
+        const tap = this.tap?.forProject(projectId);
         for (const a of batch.aliases) {
+          if (tap?.watching) {
+            tapped = true;
+            await sql`insert into dirty_profiles (project_id, distinct_id, marked_at)
+              values (${projectId}, coalesce((select distinct_id from aliases where project_id = ${projectId} and alias = ${a.distinctId}), ${a.distinctId}), ${receivedAt})
+              on conflict (project_id, distinct_id) do nothing`.execute(trx);
+          }
           await sql`insert into aliases (project_id, alias, distinct_id, created_at)
             select * from (select ${projectId}::int, ${a.alias}::text, coalesce((select distinct_id from aliases where project_id = ${projectId} and alias = ${a.distinctId}), ${a.distinctId}) as target, ${receivedAt}::bigint) as t
             where target <> ${a.alias}
@@ -209,7 +261,7 @@ class PostgresIngestWriter implements IngestWriter {
             insert into events (project_id, event, distinct_id, time, insert_id, dedup_key, properties, received_at)
             select ${projectId}, event, distinct_id, time, insert_id, dedup_key, properties::jsonb, ${receivedAt} from input
             on conflict (project_id, time, dedup_key) do nothing
-            returning distinct_id, event, time
+            returning distinct_id, event, time, dedup_key
           ), counted as (
             insert into event_daily_counts (project_id, distinct_id, event, day, count)
             select ${projectId}, distinct_id, event, floor(time / ${DAY_MS})::int as day, count(*)
@@ -217,14 +269,43 @@ class PostgresIngestWriter implements IngestWriter {
             on conflict (project_id, distinct_id, event, day) do update set count = event_daily_counts.count + excluded.count
             returning 1
           )
-          select (select count(*) from ins)::int as inserted, (select count(*) from counted)::int as counted`.execute(trx);
-        inserted += result.rows[0]?.inserted ?? 0;
+          select (select count(*) from ins)::int as inserted, (select count(*) from counted)::int as counted,
+            ${tap ? sql`(select coalesce(array_agg(dedup_key), '{}') from ins)` : sql`null`} as stored`.execute(trx);
+        const row = result.rows[0] as { inserted: number; stored: string[] | null } | undefined;
+        inserted += row?.inserted ?? 0;
+        if (tap && row?.stored?.length) {
+          tapped = true;
+          await tapStored(trx, projectId, tap, batch.events, resolved, new Set(row.stored), receivedAt);
+        }
       }
       return { inserted, duplicates: total - inserted };
     });
+    if (tapped) this.tap?.written();
+    return result;
   }
 }
 
-export function createIngestWriter(store: Store): IngestWriter {
-  return store.dialect === 'sqlite' ? new SqliteIngestWriter(store, store.maxGroupedRequests) : new PostgresIngestWriter(store);
+/** Marks and forwards the events a request newly stored (PostgreSQL: two statements for the whole batch). */
+async function tapStored(trx: Transaction<Database>, projectId: number, tap: ProjectTap, events: EventInsert[], resolved: string[], stored: Set<string>, receivedAt: number): Promise<void> {
+  const marked = new Set<string>();
+  const forwarded: { eventId: string; data: string }[] = [];
+  events.forEach((e, i) => {
+    if (!stored.has(e.dedupKey)) return;
+    const distinctId = resolved[i]!;
+    if (countsForBehaviour(distinctId) && tap.marks(e.event)) marked.add(distinctId);
+    const forward = tap.forward({ event: e.event, distinctId, time: e.time, properties: e.properties });
+    if (forward) forwarded.push(forward);
+  });
+  if (marked.size > 0) {
+    await sql`insert into dirty_profiles (project_id, distinct_id, marked_at) select ${projectId}, id, ${receivedAt} from unnest(${[...marked]}::text[]) as id
+      on conflict (project_id, distinct_id) do nothing`.execute(trx);
+  }
+  if (forwarded.length > 0) {
+    await sql`insert into webhook_events (event_id, project_id, type, data, created_at, fanned_out)
+      select id, ${projectId}, 'event.ingested', data, ${receivedAt}, 0 from unnest(${forwarded.map((f) => f.eventId)}::text[], ${forwarded.map((f) => f.data)}::text[]) as t(id, data)`.execute(trx);
+  }
+}
+
+export function createIngestWriter(store: Store, tap?: IngestTap): IngestWriter {
+  return store.dialect === 'sqlite' ? new SqliteIngestWriter(store, store.maxGroupedRequests, tap) : new PostgresIngestWriter(store, tap);
 }

@@ -6,6 +6,7 @@ import { cohorts } from './migrations/003_cohorts.js';
 import { cohortSyncs } from './migrations/004_cohort_syncs.js';
 import { syncPagesApart } from './migrations/005_sync_pages_apart.js';
 import { channelsSchedules } from './migrations/006_channels_schedules.js';
+import { subscriptions } from './migrations/007_subscriptions.js';
 
 /**
  * Ordered by name; never edit a migration that has shipped, add the next one. A migration imports
@@ -18,6 +19,7 @@ const MIGRATIONS: [string, (dialect: Store['dialect']) => Migration][] = [
   ['004_cohort_syncs', cohortSyncs],
   ['005_sync_pages_apart', syncPagesApart],
   ['006_channels_schedules', channelsSchedules],
+  ['007_subscriptions', subscriptions],
 ];
 
 /** Every migration's name, in order: what a fully migrated database has recorded. */

@@ -37,6 +37,15 @@ export interface UserProfileUpdate {
 export interface ProfileForms {
   /** The cohort-sync page member, without its closing brace (cohort-sync/wire.ts syncMemberHead). */
   syncMember(distinctId: string, properties: Properties): string;
+  /** Told of the profiles an update changed, inside its transaction (live membership, profile.* events). */
+  changed?(trx: Transaction<Database>, projectId: number, changes: ProfileChangeRecord[], now: number): Promise<void>;
+}
+
+/** A profile as it was and as it is now (null: none). */
+export interface ProfileChangeRecord {
+  distinctId: string;
+  before: Properties | null;
+  after: Properties | null;
 }
 
 export interface GroupProfileUpdate {
@@ -111,8 +120,10 @@ export async function updateUserProfiles(store: Store, forms: ProfileForms, proj
       .where('distinct_id', 'in', ids)
       .execute();
     const current = new Map(existing.map((r) => [r.distinct_id, readJson<Properties>(r.properties)]));
+    const changes: ProfileChangeRecord[] = [];
     for (const [distinctId, row] of applyInOrder(resolved, (u) => u.distinctId, current, refused)) {
       if (!row.changed) continue;
+      changes.push({ distinctId, before: current.get(distinctId) ?? null, after: row.properties });
       if (row.properties === null) {
         if (row.existed) {
           await trx.deleteFrom('profiles').where('project_id', '=', projectId).where('distinct_id', '=', distinctId).execute();
@@ -127,6 +138,7 @@ export async function updateUserProfiles(store: Store, forms: ProfileForms, proj
         .onConflict((oc) => oc.columns(['project_id', 'distinct_id']).doUpdateSet({ properties, sync_member, updated_at: now }))
         .execute();
     }
+    if (forms.changed && changes.length > 0) await forms.changed(trx, projectId, changes, now);
   });
   return refused;
 }

@@ -261,6 +261,57 @@ export interface SchedulesTable {
   updated_at: number;
 }
 
+export interface SubscriptionsTable {
+  id: Generated<number>;
+  project_id: number;
+  name: string;
+  /** subscriptions/event-types.ts names. */
+  event_types: Json;
+  /** The cohorts whose cohort.member_* events it wants (they are watched while it is enabled). */
+  cohort_ids: Json;
+  /** For event.ingested: event names and property filters (subscriptions/admin.ts EventFilter); null: every event. */
+  event_filter: Json | null;
+  /** subscriptions/channels.ts ChannelSpec[], templates as written. */
+  channels: Json;
+  enabled: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** An event cohortcast emitted, written in its producer's transaction; fanned out to deliveries after. */
+export interface WebhookEventsTable {
+  id: Generated<number>;
+  /** evt_…: the same on every channel and retry, for receivers to de-duplicate on. */
+  event_id: string;
+  project_id: number;
+  type: string;
+  /** JSON text of the event's data. */
+  data: string;
+  created_at: number;
+  /** 0 until the fan-out made its deliveries. */
+  fanned_out: number;
+}
+
+export interface CohortWatchesTable {
+  cohort_id: number;
+  project_id: number;
+  /** baseline: its members are not recorded yet; live: they are, and every change is an event. */
+  state: 'baseline' | 'live';
+  since: number;
+}
+
+export interface CohortMembersTable {
+  cohort_id: number;
+  distinct_id: string;
+  since: number;
+}
+
+export interface DirtyProfilesTable {
+  project_id: number;
+  distinct_id: string;
+  marked_at: number;
+}
+
 export interface SettingsTable {
   name: string;
   value: string;
@@ -285,6 +336,11 @@ export interface Database {
   sync_pages: SyncPagesTable;
   sync_page_ids: SyncPageIdsTable;
   schedules: SchedulesTable;
+  subscriptions: SubscriptionsTable;
+  webhook_events: WebhookEventsTable;
+  cohort_watches: CohortWatchesTable;
+  cohort_members: CohortMembersTable;
+  dirty_profiles: DirtyProfilesTable;
 }
 
 /** JSON columns come back as text from SQLite and already parsed from PostgreSQL. */

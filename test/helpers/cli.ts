@@ -203,3 +203,14 @@ export async function startCliWorker(args: string[], env: Record<string, string>
     },
   };
 }
+
+/** A management API call to a spawned server with the project's secret; answers the status and the parsed body. */
+export async function cliApi(base: string, secret: string, path: string, method = 'GET', body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${secret}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CohortMirror, cohortSyncReply, parseCohortSync, verifySignature, type CohortSyncRequest } from '../../packages/receiver/src/index.js';
-import { createProjectWithCli, killAllCliChildren, startCliServer, type CliProject, type CliServer } from '../helpers/cli.js';
+import { cliApi, createProjectWithCli, killAllCliChildren, startCliServer, type CliProject, type CliServer } from '../helpers/cli.js';
 import { createTestDatabase, dialectUnderTest, type TestDatabase } from '../helpers/database.js';
 import { localDeliveryEnv } from '../helpers/delivery-backlog.js';
 import { waitFor } from '../helpers/wait.js';
@@ -69,15 +69,7 @@ afterAll(async () => {
   await db?.cleanup();
 });
 
-async function api(base: string, path: string, method = 'GET', body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${project.secret}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const api = (base: string, path: string, method = 'GET', body?: unknown) => cliApi(base, project.secret, path, method, body);
 
 describe(`a cohort sync across a SIGKILL on ${dialectUnderTest}`, () => {
   it('is finished by the next process: same session, every page, the receiver equal to the cohort', { timeout: 60_000 }, async () => {

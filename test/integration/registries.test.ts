@@ -34,8 +34,8 @@ describe('the channel and policy registries', () => {
   it('refuses to enqueue an unknown policy or channel, or a delivery without the destination its channel needs', async () => {
     const { outbox } = svc.service.delivery;
     const db = svc.service.store.db;
-    await expect(outbox.enqueue(db, [item({ policy: 'standrad' })])).rejects.toThrow('unknown retry policy "standrad"; registered: standard, once, email, mixpanel-message, mixpanel-cohort-sync');
-    await expect(outbox.enqueue(db, [item({ channel: 'pager' })])).rejects.toThrow(/^unknown channel "pager"; registered: webhook, email$/);
+    await expect(outbox.enqueue(db, [item({ policy: 'standrad' })])).rejects.toThrow('unknown retry policy "standrad"; registered: standard, once, email, mixpanel-message, slack, sms, mixpanel-cohort-sync');
+    await expect(outbox.enqueue(db, [item({ channel: 'pager' })])).rejects.toThrow(/^unknown channel "pager"; registered: webhook, email, slack, sms$/);
     await expect(outbox.enqueue(db, [item({ connectionId: null })])).rejects.toThrow('webhook deliveries need a connection');
     await expect(outbox.enqueue(db, [item({ channel: 'email', policy: 'email' })])).rejects.toThrow("email deliveries go to the channel's own destination, not to a connection");
     // Nothing of a refused batch is stored, the good items included.
