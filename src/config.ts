@@ -55,10 +55,12 @@ export interface SubscriptionsConfig {
 export interface MembershipConfig {
   /** How often touched profiles are looked for (those touched in this process are looked for at once). */
   evaluateIntervalMs: number;
-  /** Profiles evaluated in one transaction, and the slice a sweep applies at once. */
+  /** Profiles evaluated in one transaction. */
   batch: number;
   /** How often every watched cohort is re-evaluated whole, for changes time alone makes. */
   sweepIntervalMs: number;
+  /** Profiles a sweep reads in one statement (their changes applied in one transaction). */
+  sweepSlice: number;
   /** The first watch of a cohort: record its members silently, or announce each as entered. */
   baseline: 'silent' | 'announce';
 }
@@ -298,6 +300,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
       evaluateIntervalMs: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_INTERVAL_MS', 100, 1),
       batch: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_BATCH', 500, 1),
       sweepIntervalMs: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_SWEEP_INTERVAL_MS', 60_000, 1),
+      sweepSlice: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_SWEEP_SLICE', 5000, 1),
       baseline: baselineFromEnv(env),
     },
     sync: {

@@ -7,7 +7,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { compileDefinition } from '../store/cohort-sql.js';
 import { cohortDefinitions, cohortLabel } from '../store/cohorts-repo.js';
 import type { Store } from '../store/database.js';
-import { addMembers, allWatches, hasDirty, markDirty, membersOf, memberForms, membershipDrift, recordBaseline, recordedMembers, matchingAmong, removeMembers, takeDirty, watchesOf, type WatchRow } from '../store/membership-repo.js';
+import { addMembers, allWatches, hasDirty, markDirty, membersOf, memberForms, sweepSlice, recordBaseline, recordedMembers, matchingAmong, removeMembers, takeDirty, watchesOf, type WatchRow } from '../store/membership-repo.js';
 import type { Database } from '../store/schema.js';
 import type { Emitter } from '../subscriptions/emitter.js';
 
@@ -65,7 +65,11 @@ export class MembershipEvaluator {
     return taken > 0;
   }
 
-  /** The sweep: every live watch, each with its drift applied in slices of `batch`. */
+  /**
+   * The sweep: every live watch, read in slices of COHORTCAST_MEMBERSHIP_SWEEP_SLICE profiles (the
+   * event loop and the database are handed back between slices), each slice's changes applied in
+   * a transaction of their own.
+   */
   async sweep(): Promise<void> {
     const { store, config, metrics } = this.deps;
     const stop = metrics.membershipSweepDuration.startTimer();
@@ -73,23 +77,26 @@ export class MembershipEvaluator {
     for (const w of await allWatches(store.db)) {
       if (w.state !== 'live') continue;
       totals.cohorts++;
-      for (;;) {
-        const all = await cohortDefinitions(store.db, w.project_id);
-        const now = Date.now();
-        const condition = this.#condition(w, all, now);
-        if (!condition) break;
-        const drift = await membershipDrift(store.db, { cohortId: w.cohort_id, projectId: w.project_id }, condition, config.batch);
-        if (drift.entered.length === 0 && drift.exited.length === 0) break;
-        await store.db.transaction().execute(async (trx) => {
-          // Read again where it is written: the evaluator may have moved these profiles since.
-          const entering = await matchingAmong(trx, w.project_id, condition, drift.entered);
-          const staying = await matchingAmong(trx, w.project_id, condition, drift.exited);
-          const applied = await this.#apply(trx, w, [...entering], drift.exited.filter((id) => !staying.has(id)), now, 'sweep');
-          totals.entered += applied.entered;
-          totals.exited += applied.exited;
-        });
-        if (drift.entered.length < config.batch && drift.exited.length < config.batch) break;
-      }
+      const all = await cohortDefinitions(store.db, w.project_id);
+      const now = Date.now();
+      const condition = this.#condition(w, all, now);
+      if (!condition) continue;
+      let after: string | null = null;
+      do {
+        const slice = await sweepSlice(store.db, { cohortId: w.cohort_id, projectId: w.project_id }, condition, after, config.sweepSlice);
+        after = slice.last;
+        if (slice.entered.length > 0 || slice.exited.length > 0) {
+          await store.db.transaction().execute(async (trx) => {
+            // Read again where it is written: the evaluator may have moved these profiles since.
+            const entering = await matchingAmong(trx, w.project_id, condition, slice.entered);
+            const staying = await matchingAmong(trx, w.project_id, condition, slice.exited);
+            const applied = await this.#apply(trx, w, [...entering], slice.exited.filter((id) => !staying.has(id)), now, 'sweep');
+            totals.entered += applied.entered;
+            totals.exited += applied.exited;
+          });
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+      } while (after !== null);
     }
     const ms = Math.round(stop() * 1000);
     // Quiet when time changed nobody's membership: one line a minute would say nothing.

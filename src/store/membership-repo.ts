@@ -142,17 +142,33 @@ export async function membersOf(db: Db, cohortId: number): Promise<string[]> {
   return (await db.selectFrom('cohort_members').select('distinct_id').where('cohort_id', '=', cohortId).execute()).map((r) => r.distinct_id);
 }
 
-/** Who entered (matches, not recorded) and who exited (recorded, no longer matches), at most `limit` of each. */
-export async function membershipDrift(db: Db, watch: { cohortId: number; projectId: number }, condition: RawBuilder<boolean>, limit: number): Promise<{ entered: string[]; exited: string[] }> {
+/**
+ * One slice of a sweep: the next `chunk` profiles after `after` (in the key's order), and who in
+ * that key range entered (matches, not recorded) or exited (recorded, no longer matches, or gone).
+ * `last` is where the next slice starts, or null after the last one (whose range is open-ended, so
+ * members past the last profile are seen). Slices keep each statement short: on SQLite the
+ * sweep never holds the one connection long enough to stall ingestion.
+ */
+export async function sweepSlice(db: Db, watch: { cohortId: number; projectId: number }, condition: RawBuilder<boolean>, after: string | null, chunk: number): Promise<{ entered: string[]; exited: string[]; last: string | null }> {
+  const bound = await db
+    .selectFrom('profiles')
+    .select('distinct_id')
+    .where('project_id', '=', watch.projectId)
+    .$if(after !== null, (q) => q.where('distinct_id', '>', after!))
+    .orderBy('distinct_id')
+    .offset(chunk - 1)
+    .limit(1)
+    .executeTakeFirst();
+  const last = bound?.distinct_id ?? null;
+  const lower = after === null ? sql`` : sql` and p.distinct_id > ${after}`;
+  const upper = last === null ? sql`` : sql` and p.distinct_id <= ${last}`;
   const entered = await sql<{ distinct_id: string }>`select p.distinct_id from profiles as p
-    where p.project_id = ${watch.projectId} and ${condition}
-      and not exists (select 1 from cohort_members as m where m.cohort_id = ${watch.cohortId} and m.distinct_id = p.distinct_id)
-    limit ${limit}`.execute(db);
+    where p.project_id = ${watch.projectId}${lower}${upper} and ${condition}
+      and not exists (select 1 from cohort_members as m where m.cohort_id = ${watch.cohortId} and m.distinct_id = p.distinct_id)`.execute(db);
   const exited = await sql<{ distinct_id: string }>`select m.distinct_id from cohort_members as m
-    where m.cohort_id = ${watch.cohortId}
-      and not exists (select 1 from profiles as p where p.project_id = ${watch.projectId} and p.distinct_id = m.distinct_id and ${condition})
-    limit ${limit}`.execute(db);
-  return { entered: entered.rows.map((r) => r.distinct_id), exited: exited.rows.map((r) => r.distinct_id) };
+    where m.cohort_id = ${watch.cohortId}${after === null ? sql`` : sql` and m.distinct_id > ${after}`}${last === null ? sql`` : sql` and m.distinct_id <= ${last}`}
+      and not exists (select 1 from profiles as p where p.project_id = ${watch.projectId} and p.distinct_id = m.distinct_id and ${condition})`.execute(db);
+  return { entered: entered.rows.map((r) => r.distinct_id), exited: exited.rows.map((r) => r.distinct_id), last };
 }
 
 /** The member forms of some users: the cohort-sync page member and the message user, as events carry them. */

@@ -58,6 +58,8 @@ beforeAll(async () => {
     c.delivery.pollIntervalMs = 50;
     c.scheduler.pollIntervalMs = 50;
     c.membership.sweepIntervalMs = 100;
+    // Slices of two profiles: every sweep here reads several.
+    c.membership.sweepSlice = 2;
     c.mail.smtpUrl = `smtp://127.0.0.1:${(smtp.server.address() as AddressInfo).port}`;
   });
 });
@@ -124,9 +126,14 @@ describe(`event subscriptions on ${dialectUnderTest}`, () => {
     await api('/api/v1/subscriptions', 'POST', { name: 'due', event_types: ['cohort.member_entered'], cohort_ids: [cohort.id], channels: [{ type: 'webhook', connection_id: hook.id }] });
     await waitFor('the watch to go live', async () => ((await svc.service.store.db.selectFrom('cohort_watches').select('state').where('cohort_id', '=', cohort.id).executeTakeFirst())?.state === 'live' ? true : undefined));
     // Due two seconds from now: no change to the profile will say when it comes due.
-    await setProfile('grace', { due_at: new Date(Date.now() + 2000).toISOString().slice(0, 19) });
-    const e = await arrived(hooks, 'grace coming due', (x) => x.event_type === 'cohort.member_entered' && x.data.cohort.id === cohort.id);
-    expect(e.data.distinct_id).toBe('grace');
+    const due = new Date(Date.now() + 2000).toISOString().slice(0, 19);
+    const users = ['grace', 'hedy', 'ida', 'joan', 'kay'];
+    for (const id of users) await setProfile(id, { due_at: due });
+    const entered = await waitFor('all five coming due', () => {
+      const got = envelopes(hooks).filter((x) => x.event_type === 'cohort.member_entered' && x.data.cohort.id === cohort.id);
+      return got.length >= users.length ? got : undefined;
+    });
+    expect(entered.map((e) => e.data.distinct_id).sort()).toEqual(users);
   });
 
   it('posts to Slack, e-mails (text and HTML) and texts through Twilio’s API, with templates', async () => {
