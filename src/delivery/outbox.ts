@@ -15,6 +15,8 @@ export interface NewDelivery {
   /** Who hears how it ends (owners.ts), e.g. "cohort-sync" and its page. */
   ownerKind: string;
   ownerId: string | number;
+  /** The event it tells of (subscriptions), for finding its deliveries by event_id. */
+  eventId?: string;
   /** A registered retry policy (policies.ts). */
   policy: string;
   contentType: string;
@@ -51,6 +53,7 @@ export class Outbox {
         webhookId: newWebhookId(),
         ownerKind: d.ownerKind,
         ownerId: String(d.ownerId),
+        eventId: d.eventId ?? null,
         policy: d.policy,
         contentType: d.contentType,
         body: d.body,

@@ -12,6 +12,7 @@ export interface DeliveryQuery {
   state?: DeliveryState;
   ownerKind?: string;
   ownerId?: string;
+  eventId?: string;
   /** Continue with ids below this one. */
   before?: number;
   limit: number;
@@ -24,6 +25,7 @@ export async function listDeliveries(store: Store, projectId: number, q: Deliver
   if (q.state !== undefined) query = query.where('state', '=', q.state);
   if (q.ownerKind !== undefined) query = query.where('owner_kind', '=', q.ownerKind);
   if (q.ownerId !== undefined) query = query.where('owner_id', '=', q.ownerId);
+  if (q.eventId !== undefined) query = query.where('event_id', '=', q.eventId);
   if (q.before !== undefined) query = query.where('id', '<', q.before);
   return query.orderBy('id', 'desc').limit(q.limit).execute();
 }

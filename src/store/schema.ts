@@ -108,6 +108,8 @@ export interface DeliveriesTable {
   webhook_id: string;
   owner_kind: string;
   owner_id: string;
+  /** The event a subscription's delivery tells of (webhook_events.event_id); null for other deliveries. */
+  event_id: string | null;
   policy: string;
   content_type: string;
   /** Empty when body_apart: a large body lives in delivery_bodies. */

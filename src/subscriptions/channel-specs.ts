@@ -82,7 +82,7 @@ export class CompiledChannel {
    * the reason in its attempt log (nothing is lost without a trace).
    */
   deliveries(envelope: Envelope, owner: { kind: string; id: string }): NewDelivery[] {
-    const base = { projectId: envelope.project_id, ownerKind: owner.kind, ownerId: owner.id };
+    const base = { projectId: envelope.project_id, ownerKind: owner.kind, ownerId: owner.id, eventId: envelope.event_id };
     const s = this.spec;
     let unsendable: string | undefined;
     const rendered = (key: string) => {
@@ -112,7 +112,7 @@ export class CompiledChannel {
       case 'email': {
         const subject = rendered('subject_template') ?? `cohortcast: ${envelope.event_type}${envelope.test ? ' (test)' : ''}`;
         const text = rendered('body_template') ?? `${envelope.event_type} at ${envelope.created_at}\n\n${JSON.stringify(envelope.data, null, 2)}\n\nevent_id: ${envelope.event_id}`;
-        return [mark({ ...emailDelivery({ projectId: envelope.project_id, to: s.to, subject, text, html: true, ownerKind: owner.kind, ownerId: owner.id }) })];
+        return [mark({ ...emailDelivery({ projectId: envelope.project_id, to: s.to, subject, text, html: true, ownerKind: owner.kind, ownerId: owner.id }), eventId: envelope.event_id })];
       }
       case 'sms': {
         const text = rendered('body_template') ?? `${envelope.event_type}: ${JSON.stringify(envelope.data)}`;

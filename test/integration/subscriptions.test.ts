@@ -103,6 +103,12 @@ describe(`event subscriptions on ${dialectUnderTest}`, () => {
     });
     expect(entered.event_id).toMatch(/^evt_/);
     const hit = hooks.received.find((x) => x.body.includes(entered.event_id))!;
+    // Arrived is not yet recorded: wait for the delivery to end.
+    const byEvent = await waitFor('the delivery to be recorded', async () => {
+      const got = (await api(`/api/v1/deliveries?event_id=${entered.event_id}`)).body.results as { state: string }[];
+      return got.length > 0 && got.every((d) => d.state !== 'pending') ? got : undefined;
+    });
+    expect(byEvent).toEqual([expect.objectContaining({ event_id: entered.event_id, channel: 'webhook', connection_id: hook.id, state: 'succeeded' })]);
     expect(hit.headers['x-team']).toBe('growth');
     expect(hit.headers['x-shared-secret']).toBe('s3cret');
     expect(() => new Webhook(hook.signing_secret).verify(hit.body, hit.headers as Record<string, string>)).not.toThrow();
@@ -156,6 +162,13 @@ describe(`event subscriptions on ${dialectUnderTest}`, () => {
     expect(message.text).toContain('profile.created');
     expect(message.blocks.map((b) => b.type)).toEqual(['section', 'section', 'context']);
     expect(slackHit.headers['webhook-signature']).toBeUndefined();
+    // One event, three channels: its event_id finds each of its deliveries.
+    const eventId = /evt_[0-9a-f]+/.exec(JSON.stringify(message.blocks))![0];
+    const made = await waitFor('the three deliveries of the event to end', async () => {
+      const got = (await api(`/api/v1/deliveries?event_id=${eventId}`)).body.results as { channel: string; state: string }[];
+      return got.length === 3 && got.every((d) => d.state === 'succeeded') ? got : undefined;
+    });
+    expect(made.map((d) => d.channel).sort()).toEqual(['email', 'slack', 'sms']);
     const mail = await waitFor('the e-mail', () => mails.find((m) => m.data.includes('PROFILE.CREATED for bob')));
     expect(mail.to).toEqual(['ops@example.com']);
     expect(mail.data).toMatch(/Content-Type: text\/plain/);

@@ -11,10 +11,11 @@ import { iso } from '../../iso-time.js';
 
 const deliveryFields = {
   id: { type: 'integer' },
-  channel: { type: 'string', description: 'How it is sent: webhook (HTTP) or email (SMTP)' },
+  channel: { type: 'string', description: 'How it is sent: webhook, slack, sms (HTTP) or email (SMTP)' },
   connection_id: { type: ['integer', 'null'], description: 'null for a channel with a destination of its own (e-mail)' },
   webhook_id: { type: 'string' },
   owner: { type: 'object', properties: { kind: { type: 'string' }, id: { type: 'string' } } },
+  event_id: { type: ['string', 'null'], description: 'The event a subscription delivery tells of' },
   policy: { type: 'string' },
   state: { type: 'string', enum: ['pending', 'succeeded', 'failed', 'cancelled'] },
   outcome: { type: ['string', 'null'] },
@@ -49,6 +50,7 @@ function present(d: DeliveryRow) {
     connection_id: d.connection_id,
     webhook_id: d.webhook_id,
     owner: { kind: d.owner_kind, id: d.owner_id },
+    event_id: d.event_id,
     policy: d.policy,
     state: d.state,
     outcome: d.outcome,
@@ -81,6 +83,7 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
             state: { type: 'string', enum: ['pending', 'succeeded', 'failed', 'cancelled'] },
             owner_kind: { type: 'string' },
             owner_id: { type: 'string' },
+            event_id: { type: 'string', maxLength: 64 },
           },
           additionalProperties: false,
         },
@@ -92,7 +95,7 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
       },
     },
     async (request) => {
-      const q = request.query as { limit?: number; cursor?: string; connection_id?: number; channel?: string; state?: DeliveryRow['state']; owner_kind?: string; owner_id?: string };
+      const q = request.query as { limit?: number; cursor?: string; connection_id?: number; channel?: string; state?: DeliveryRow['state']; owner_kind?: string; owner_id?: string; event_id?: string };
       if (q.owner_id !== undefined && q.owner_kind === undefined) throw new ApiError(400, 'invalid_filter', 'owner_id needs owner_kind');
       const limit = pageLimit(q.limit, opts);
       const before = q.cursor === undefined ? undefined : decodeCursor(q.cursor, isIdCursor);
@@ -102,6 +105,7 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
         state: q.state,
         ownerKind: q.owner_kind,
         ownerId: q.owner_id,
+        eventId: q.event_id,
         before,
         limit: limit + 1,
       });

@@ -7,7 +7,8 @@ import type { Dialect } from '../database.js';
  * - webhook_events: every event cohortcast emits (its event_id is what receivers de-duplicate on),
  *   written in the producer's transaction and fanned out to the subscriptions' deliveries after;
  * - cohort_watches and cohort_members: the cohorts kept up to date live, and their members;
- * - dirty_profiles: profiles ingestion touched, waiting to be evaluated against the watched cohorts.
+ * - dirty_profiles: profiles ingestion touched, waiting to be evaluated against the watched cohorts;
+ * - deliveries.event_id: the event a subscription's delivery tells of.
  */
 export function subscriptions(dialect: Dialect): Migration {
   const json = dialect === 'postgres' ? sql`jsonb` : sql`text`;
@@ -68,6 +69,11 @@ export function subscriptions(dialect: Dialect): Migration {
         .addColumn('marked_at', 'bigint', (c) => c.notNull())
         .addPrimaryKeyConstraint('dirty_profiles_pk', ['project_id', 'distinct_id'])
         .execute();
+
+      // The event a delivery tells of, so a receiver's event_id finds every delivery of it
+      // (null for the rest: the partial index costs them nothing).
+      await db.schema.alterTable('deliveries').addColumn('event_id', 'text').execute();
+      await db.schema.createIndex('deliveries_by_event').on('deliveries').columns(['event_id', 'id']).where(sql.ref('event_id'), 'is not', null).execute();
     },
   };
 }
