@@ -26,7 +26,7 @@ export interface NewDeliveryRow {
   webhookId: string;
   ownerKind: string;
   ownerId: string;
-  eventId: string | null;
+  eventId?: string | null;
   policy: string;
   contentType: string;
   body: string;
@@ -47,7 +47,7 @@ export async function insertDeliveries(db: Db, rows: NewDeliveryRow[], now: numb
         webhook_id: r.webhookId,
         owner_kind: r.ownerKind,
         owner_id: r.ownerId,
-        event_id: r.eventId,
+        event_id: r.eventId ?? null,
         policy: r.policy,
         content_type: r.contentType,
         body: r.body.length > BODY_APART_CHARS ? '' : r.body,
