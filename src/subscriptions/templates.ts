@@ -7,7 +7,9 @@ import { Liquid, type Template } from 'liquidjs';
  * `lower`, `round` (Liquid's own `json`, `upcase`, `downcase` too). The context is the event
  * envelope: {{ event_id }}, {{ event_type }}, {{ data.distinct_id }}, …
  */
-const engine = new Liquid({ strictFilters: true, ownPropertyOnly: true, jsTruthy: false, outputEscape: undefined });
+// Rendering runs on the fan-out's event loop: a template that loops or builds strings without end
+// is stopped (it fails that delivery, saying why) long before it could stall the process.
+const engine = new Liquid({ strictFilters: true, ownPropertyOnly: true, jsTruthy: false, outputEscape: undefined, renderLimit: 20, memoryLimit: 10_000_000 });
 engine.registerFilter('tojson', (v: unknown) => JSON.stringify(v ?? null));
 engine.registerFilter('upper', (v: unknown) => String(v ?? '').toUpperCase());
 engine.registerFilter('lower', (v: unknown) => String(v ?? '').toLowerCase());

@@ -113,8 +113,26 @@ describe(`hostile input on ${dialectUnderTest}`, () => {
       definition.map((d) => ({ path: '/api/v1/cohorts', body: { name: 'fuzz', definition: d } })),
       fc.record({ name: fc.oneof(oddText, hostileName), url: fc.oneof(oddText, fc.constant('https://example.com/h')), headers: fc.dictionary(oddText, oddText, { maxKeys: 60 }), timeout_ms: scalar }).map((b) => ({ path: '/api/v1/connections', body: b })),
       fc.record({ cohort_id: scalar, connection_id: scalar, properties_to_export: fc.array(hostileName, { maxLength: 50 }), interval_minutes: scalar, extra: fc.option(scalar) }).map((b) => ({ path: '/api/v1/cohort-syncs', body: b })),
+      fc
+        .record({
+          name: fc.oneof(oddText, hostileName),
+          event_types: fc.array(fc.oneof(fc.constantFrom('profile.created', 'event.ingested', 'cohort.member_entered'), oddText), { maxLength: 60 }),
+          cohort_ids: fc.array(scalar, { maxLength: 120 }),
+          event_filter: fc.oneof(scalar, fc.record({ events: fc.array(oddText, { maxLength: 120 }), where: fc.array(filter, { maxLength: 60 }) })),
+          channels: fc.array(
+            fc.record({
+              type: fc.oneof(fc.constantFrom('webhook', 'slack', 'email', 'sms'), oddText),
+              connection_id: scalar,
+              to: fc.array(oddText, { maxLength: 60 }),
+              from: oddText,
+              payload_template: fc.oneof(oddText, fc.constantFrom('{% for a in (1..99999999) %}x{% endfor %}', '{{ data | tojson }}', '{% if %}', '{{'.repeat(5000))),
+            }, { requiredKeys: ['type'] }),
+            { maxLength: 12 },
+          ),
+        }, { requiredKeys: [] })
+        .map((b) => ({ path: '/api/v1/subscriptions', body: b })),
     );
-    const query = fc.record({ path: fc.constantFrom('/api/v1/profiles', '/api/v1/events', '/api/v1/cohorts', '/api/v1/deliveries', '/api/v1/connections'), key: fc.oneof(fc.constantFrom('limit', 'cursor', 'distinct_id', 'event', 'from', 'state'), hostileName.map((n) => `property.${n}`)), value: fc.oneof(oddText, fc.integer().map(String), fc.constant('1e400')) });
+    const query = fc.record({ path: fc.constantFrom('/api/v1/profiles', '/api/v1/events', '/api/v1/cohorts', '/api/v1/deliveries', '/api/v1/connections', '/api/v1/subscriptions'), key: fc.oneof(fc.constantFrom('limit', 'cursor', 'distinct_id', 'event', 'from', 'state', 'event_id'), hostileName.map((n) => `property.${n}`)), value: fc.oneof(oddText, fc.integer().map(String), fc.constant('1e400')) });
     await fc.assert(
       fc.asyncProperty(fc.oneof(body, query), async (req) => {
         loop.reset();

@@ -31,6 +31,13 @@ describe('templates', () => {
     expect(() => compileTemplate('{{ x | nosuchfilter }}', 'payload_template')).toThrow(/^payload_template: line 1: .*nosuchfilter/);
   });
 
+  it('stop a template that would loop or grow without end, failing its delivery with the reason', () => {
+    expect(() => render('{% for a in (1..999) %}{% for b in (1..999) %}{% for c in (1..999) %}{% endfor %}{% endfor %}{% endfor %}')).toThrow(/render limit exceeded|memory alloc limit exceeded/);
+    expect(() => render('{% assign s = "x" %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{{ s | size }}')).toThrow(/memory alloc limit exceeded/);
+    const [d] = new CompiledChannel({ type: 'slack', connection_id: 1, text_template: '{% for a in (1..99999999) %}x{% endfor %}' }).deliveries(envelope, { kind: 's', id: '1' });
+    expect(d!.headers?.[UNSENDABLE]).toMatch(/^the text_template failed to render: .*limit exceeded/);
+  });
+
   it('cannot reach anything but the envelope', () => {
     // No JavaScript: a constructor or a prototype is not a property of the context.
     expect(render('{{ data.constructor }}{{ data.__proto__ }}{{ data.tags.constructor.name }}')).toBe('');
