@@ -37,7 +37,6 @@ export class MembershipEvaluator {
     const baseline = watches.find((w) => w.state === 'baseline');
     if (baseline && (await this.#baseline(baseline))) return true;
     if (!(await hasDirty(store.db))) return false;
-    const projectDefinitions = new Map<number, ReadonlyMap<number, Definition>>();
     let taken = 0;
     await store.db.transaction().execute(async (trx) => {
       const dirty = await takeDirty(trx, store.dialect, this.deps.config.batch);
@@ -51,8 +50,7 @@ export class MembershipEvaluator {
       taken = dirty.ids.length;
       const watches = projectWatches.filter((w) => w.state === 'live');
       if (watches.length === 0) return;
-      let all = projectDefinitions.get(dirty.projectId);
-      if (!all) projectDefinitions.set(dirty.projectId, (all = await cohortDefinitions(trx, dirty.projectId)));
+      const all = await cohortDefinitions(trx, dirty.projectId);
       const now = Date.now();
       for (const w of watches) {
         const condition = this.#condition(w, all, now);

@@ -18,7 +18,7 @@ import {
   type SubscriptionFields,
   type SubscriptionRow,
 } from '../store/subscriptions-repo.js';
-import { ChannelSpecError, CompiledChannel, parseChannel, type ChannelSpec, type Envelope } from './channel-specs.js';
+import { ChannelSpecError, CompiledChannel, isObject, parseChannel, type ChannelSpec, type Envelope } from './channel-specs.js';
 import { newEventId } from './emitter.js';
 import { EVENT_TYPES, EVENT_TYPE_NAMES, MEMBER_EVENTS } from './event-types.js';
 import type { EventFilter, SubscriptionIndex } from './index.js';
@@ -175,7 +175,6 @@ export class SubscriptionAdmin {
 
   #filter(v: unknown, types: string[]): EventFilter {
     if (!types.includes('event.ingested')) throw invalid('event_filter: only event.ingested uses an event_filter');
-    const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
     if (!isObject(v)) throw invalid('event_filter: expected {"events": [names], "where": [property filters]}');
     const extra = Object.keys(v).find((k) => k !== 'events' && k !== 'where');
     if (extra) throw invalid(`event_filter.${extra}: unknown field; allowed: events, where`);

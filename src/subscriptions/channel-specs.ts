@@ -18,7 +18,7 @@ export class ChannelSpecError extends Error {}
 const E164 = /^\+[1-9]\d{6,14}$/;
 // Deliberately loose: the SMTP server is the judge; this catches what is plainly not an address.
 const EMAIL = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Checks one channel as written; throws ChannelSpecError naming the field. Connections are checked by the caller. */
 export function parseChannel(v: unknown, at: string): ChannelSpec {

@@ -32,11 +32,13 @@ export class FanOut {
   /** One pass; answers whether more may be waiting. */
   async pass(): Promise<boolean> {
     const { store, index, outbox, batch } = this.deps;
-    // The projects' indexes are loaded before the transaction (on SQLite it holds the one connection).
     const projects = await pendingProjects(store.db, batch);
     if (projects.length === 0) return false;
+    // Matched against the subscriptions as stored now, not this process's cache: an event another
+    // process wrote for a subscription made there a moment ago must not find it missing here.
+    // Loaded before the transaction (on SQLite it holds the one connection).
     const indexes = new Map<number, ProjectIndex>();
-    for (const p of projects) indexes.set(p, await index.get(p));
+    for (const p of projects) indexes.set(p, await index.reload(p));
     let made = 0;
     let seen = 0;
     await store.db.transaction().execute(async (trx) => {

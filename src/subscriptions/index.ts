@@ -107,15 +107,15 @@ export class SubscriptionIndex {
     return this.#cache.get(projectId) ?? EMPTY;
   }
 
-  async get(projectId: number): Promise<ProjectIndex> {
-    return this.#cache.get(projectId) ?? EMPTY;
-  }
-
-  /** After a change in this process: the project's entry is loaded again before the caller goes on. */
-  async reload(projectId: number): Promise<void> {
+  /**
+   * The project's entry loaded again from the database (and cached): after a change in this
+   * process, and wherever the answer must be as stored now rather than as last refreshed.
+   */
+  async reload(projectId: number): Promise<ProjectIndex> {
     const value = await this.#load(projectId);
     if (value.subscriptions.length === 0) this.#cache.delete(projectId);
     else this.#cache.set(projectId, value);
+    return value;
   }
 
   async #load(projectId: number): Promise<ProjectIndex> {

@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FanOut } from '../../src/subscriptions/fanout.js';
+import { SubscriptionIndex } from '../../src/subscriptions/index.js';
 import { dialectUnderTest } from '../helpers/database.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
 import { startTestService, type TestService } from '../helpers/service.js';
@@ -203,6 +205,25 @@ describe(`event subscriptions on ${dialectUnderTest}`, () => {
     const shown = (await api(`/api/v1/deliveries/${failed.id}`)).body;
     expect(shown.attempts_log[0]).toMatchObject({ status: null, outcome: 'rejected', reason: expect.stringMatching(/^the payload_template did not render JSON: /) });
     expect(hooks.received.filter((x) => x.body.includes('"who"'))).toEqual([]);
+  });
+
+  it('fans an event out to a subscription this process has not heard of yet (made by another process)', async () => {
+    const hook = await connection(hooks.url);
+    const [fanoutLoop] = svc.service.subscriptions.loops;
+    await fanoutLoop!.stop();
+    try {
+      await api('/api/v1/subscriptions', 'POST', { name: 'fresh', event_types: ['profile.created'], channels: [{ type: 'webhook', connection_id: hook.id }] });
+      await setProfile('lena', { plan: 'pro' });
+      // A fan-out whose cache was loaded before the subscription existed, as another process's may be.
+      const stale = new SubscriptionIndex(svc.service.store, 60_000);
+      const fanout = new FanOut({ store: svc.service.store, index: stale, outbox: svc.service.delivery.outbox, batch: 50, sent: () => svc.service.delivery.dispatcher.wake(true) });
+      while (await fanout.pass());
+      const e = await arrived(hooks, 'lena created', (x) => x.event_type === 'profile.created' && x.data.distinct_id === 'lena');
+      const made = (await api(`/api/v1/deliveries?event_id=${e.event_id}`)).body.results as { connection_id: number | null }[];
+      expect(made.filter((d) => d.connection_id === hook.id)).toHaveLength(1);
+    } finally {
+      fanoutLoop!.start();
+    }
   });
 
   it('answers /test with what each channel replied, and lists the event types with samples', async () => {
