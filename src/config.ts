@@ -39,6 +39,19 @@ export interface Config {
   mail: MailConfig;
   subscriptions: SubscriptionsConfig;
   membership: MembershipConfig;
+  messages: MessagesConfig;
+}
+
+/** Webhook messages (seeds 001 and 003). */
+export interface MessagesConfig {
+  /** How often waiting users are looked for (users queued in this process are looked for at once). */
+  batchIntervalMs: number;
+  /** Batches of one message in the outbox at once; more are cut as these end. */
+  batchesInFlight: number;
+  /** A live (ASAP or as-met) message's unsent users go again after this, doubled at each failure in a row … */
+  retryBaseMs: number;
+  /** … up to this. */
+  retryMaxMs: number;
 }
 
 /** Event subscriptions: how events become deliveries. */
@@ -302,6 +315,12 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
       sweepIntervalMs: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_SWEEP_INTERVAL_MS', 60_000, 1),
       sweepSlice: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_SWEEP_SLICE', 5000, 1),
       baseline: baselineFromEnv(env),
+    },
+    messages: {
+      batchIntervalMs: intFromEnv(env, 'COHORTCAST_MESSAGE_BATCH_INTERVAL_MS', 250, 1),
+      batchesInFlight: intFromEnv(env, 'COHORTCAST_MESSAGE_BATCHES_IN_FLIGHT', 64, 1),
+      retryBaseMs: intFromEnv(env, 'COHORTCAST_MESSAGE_RETRY_BASE_MS', 30_000, 1),
+      retryMaxMs: intFromEnv(env, 'COHORTCAST_MESSAGE_RETRY_MAX_MS', HOUR, 1),
     },
     sync: {
       pageSize: intFromEnv(env, 'COHORTCAST_SYNC_PAGE_SIZE', 1000, 1),

@@ -7,6 +7,7 @@ import type { SyncAdmin } from './cohort-sync/admin.js';
 import { syncMemberHead } from './cohort-sync/wire.js';
 import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
 import { subscriptionSurface, type SubscriptionSurface } from './subscriptions/surface.js';
+import { messageSurface, type MessageSurface } from './messages/surface.js';
 import { Ingestor } from './ingest/ingestor.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { ProjectDirectory } from './projects/projects.js';
@@ -24,13 +25,19 @@ export interface Engine {
   scheduler: Scheduler;
   syncs: SyncAdmin;
   subscriptions: SubscriptionSurface;
+  messages: MessageSurface;
   /** Starts sending and running schedules. */
   start(): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Opens (and migrates) the database and plugs every surface into the delivery engine and the scheduler. */
-async function openEngine(config: Config): Promise<Engine> {
+/** What tests inject: the clock that schedules (and the calendars of messages) go by. */
+export interface EngineOptions {
+  now?: () => number;
+}
+
+async function openEngine(config: Config, opts: EngineOptions = {}): Promise<Engine> {
   const store = openStore(config);
   let delivery: DeliveryEngine | undefined;
   try {
@@ -39,8 +46,9 @@ async function openEngine(config: Config): Promise<Engine> {
     const metrics = createMetrics();
     const worker = newWorkerName();
     delivery = await createDeliveryEngine(config, store, metrics, log, worker);
-    const scheduler = new Scheduler({ store, config: config.scheduler, log, worker });
+    const scheduler = new Scheduler({ store, config: config.scheduler, log, worker, ...(opts.now ? { now: opts.now } : {}) });
     const subscriptions = subscriptionSurface({ store, engine: delivery, scheduler, config, log, metrics });
+    const messages = messageSurface({ store, engine: delivery, scheduler, evaluator: subscriptions.evaluator, config, log, metrics, ...(opts.now ? { now: opts.now } : {}), watchesChanged: (projectId) => subscriptions.watchesChanged(projectId) });
     const { admin: syncs } = cohortSyncSurface({ store, engine: delivery, scheduler, config, log, events: subscriptions.emitter });
     const engine = delivery;
     return {
@@ -51,14 +59,15 @@ async function openEngine(config: Config): Promise<Engine> {
       scheduler,
       syncs,
       subscriptions,
+      messages,
       async start() {
         engine.dispatcher.start();
         await subscriptions.index.start();
         await scheduler.start();
-        for (const loop of subscriptions.loops) loop.start();
+        for (const loop of [...subscriptions.loops, messages.loop]) loop.start();
       },
       async close() {
-        for (const loop of subscriptions.loops) await loop.stop();
+        for (const loop of [...subscriptions.loops, messages.loop]) await loop.stop();
         await subscriptions.index.stop();
         await scheduler.stop();
         await engine.close();
@@ -79,14 +88,14 @@ export interface Service extends Engine {
 }
 
 /** Opens (and migrates) the database, then serves the API. Used by `cohortcast serve` and by tests. */
-export async function startService(config: Config): Promise<Service> {
-  const engine = await openEngine(config);
+export async function startService(config: Config, opts: EngineOptions = {}): Promise<Service> {
+  const engine = await openEngine(config, opts);
   let app: FastifyInstance | undefined;
   try {
     const { store, metrics } = engine;
     const projects = new ProjectDirectory(store, config.projectCacheTtlMs);
     const ingestor = new Ingestor(store, projects, config.ingest, metrics, { syncMember: syncMemberHead, changed: engine.subscriptions.profileChanges }, engine.subscriptions.tap);
-    app = await buildApp({ config, store, projects, ingestor, metrics, delivery: engine.delivery, syncs: engine.syncs, subscriptions: engine.subscriptions.admin });
+    app = await buildApp({ config, store, projects, ingestor, metrics, delivery: engine.delivery, syncs: engine.syncs, subscriptions: engine.subscriptions.admin, messages: engine.messages.admin });
     // Started before it listens: the subscriptions are loaded before the first request is taken.
     await engine.start();
     await app.listen({ host: config.host, port: config.port });
@@ -113,8 +122,8 @@ export async function startService(config: Config): Promise<Service> {
 }
 
 /** `cohortcast worker`: the dispatcher, the scheduler and the surfaces, without the HTTP API. */
-export async function startWorker(config: Config): Promise<Engine> {
-  const engine = await openEngine(config);
+export async function startWorker(config: Config, opts: EngineOptions = {}): Promise<Engine> {
+  const engine = await openEngine(config, opts);
   try {
     await engine.start();
   } catch (err) {

@@ -19,6 +19,8 @@ import type { SyncAdmin } from '../cohort-sync/admin.js';
 import { cohortSyncRoutes } from './management/cohort-syncs.js';
 import { subscriptionRoutes } from './management/subscriptions.js';
 import type { SubscriptionAdmin } from '../subscriptions/admin.js';
+import type { MessageAdmin } from '../messages/admin.js';
+import { messageRoutes } from './management/messages.js';
 import { cohortRoutes } from './management/cohorts.js';
 import { connectionRoutes } from './management/connections.js';
 import { deliveryRoutes } from './management/deliveries.js';
@@ -45,6 +47,7 @@ export interface AppContext {
   delivery: DeliveryEngine;
   syncs: SyncAdmin;
   subscriptions: SubscriptionAdmin;
+  messages: MessageAdmin;
 }
 
 const VERSION = '0.1.0';
@@ -119,6 +122,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await api.register(cohortRoutes, { ...config.api, admin: new CohortAdmin(ctx.store) });
       await api.register(cohortSyncRoutes, { ...config.api, syncs: ctx.syncs });
       await api.register(subscriptionRoutes, { ...config.api, admin: ctx.subscriptions });
+      await api.register(messageRoutes, { ...config.api, admin: ctx.messages, store: ctx.store });
     },
     { prefix: '/api/v1' },
   );

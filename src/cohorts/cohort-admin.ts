@@ -2,6 +2,7 @@ import { ActionableError } from '../errors.js';
 import type { Store } from '../store/database.js';
 import { syncsUsingCohort } from '../store/cohort-sync-repo.js';
 import { subscriptionsNamingCohort } from '../store/subscriptions-repo.js';
+import { messagesUsingCohort } from '../store/messages-repo.js';
 import { isPermanentFailure } from '../store/failures.js';
 import { cohortDefinitions, cohortMembers, cohortSize, deleteCohort, getCohort, insertCohort, listCohorts, updateCohort, type CohortRecord, type Evaluation } from '../store/cohorts-repo.js';
 import { DefinitionError, parseDefinition, referencedCohorts, type Definition } from './definition.js';
@@ -26,15 +27,22 @@ export class CohortAdmin {
     if (input.definition === undefined) throw new CohortError(400, 'invalid_definition', 'definition: required');
     const definition = this.#definition(input.definition);
     await this.#checkReferences(projectId, undefined, definition);
-    return insertCohort(this.store, projectId, { name, description: this.#description(input.description) ?? '', definition }, Date.now());
+    return insertCohort(this.store.db, projectId, { name, description: this.#description(input.description) ?? '', definition }, Date.now());
   }
 
   async update(projectId: number, id: number, input: CohortInput): Promise<CohortRecord> {
     const definition = input.definition === undefined ? undefined : this.#definition(input.definition);
     if (definition) await this.#checkReferences(projectId, id, definition);
-    const updated = await updateCohort(this.store, projectId, id, { name: this.#name(input.name), description: this.#description(input.description), definition }, Date.now());
+    const updated = await updateCohort(this.store.db, projectId, id, { name: this.#name(input.name), description: this.#description(input.description), definition }, Date.now());
     if (!updated) throw notFound(id);
     return updated;
+  }
+
+  /** A definition as create and update check it (parsed, its references checked): for surfaces that take one inline. */
+  async checkDefinition(projectId: number, self: number | undefined, v: unknown): Promise<Definition> {
+    const definition = this.#definition(v);
+    await this.#checkReferences(projectId, self, definition);
+    return definition;
   }
 
   async get(projectId: number, id: number): Promise<CohortRecord> {
@@ -55,7 +63,9 @@ export class CohortAdmin {
     if (syncs.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is synced by cohort sync${syncs.length > 1 ? 's' : ''} ${syncs.join(', ')}; delete those first`);
     const subscriptions = await subscriptionsNamingCohort(this.store.db, projectId, id);
     if (subscriptions.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is watched by subscription${subscriptions.length > 1 ? 's' : ''} ${subscriptions.join(', ')}; change or delete those first`);
-    if (!(await deleteCohort(this.store, projectId, id))) throw notFound(id);
+    const messages = await messagesUsingCohort(this.store.db, projectId, id);
+    if (messages.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is the target of webhook message${messages.length > 1 ? 's' : ''} ${messages.join(', ')}; change or delete those first`);
+    if (!(await deleteCohort(this.store.db, projectId, id))) throw notFound(id);
   }
 
   /**

@@ -13,6 +13,7 @@ import { generateEd25519KeyPair, generateSigningSecret } from './signing.js';
 import { ActionableError } from '../errors.js';
 import { syncsUsingConnection } from '../store/cohort-sync-repo.js';
 import { subscriptionsUsingConnection } from '../store/subscriptions-repo.js';
+import { messagesUsingConnection } from '../store/messages-repo.js';
 import { iso } from '../iso-time.js';
 
 /** What a client may set on a destination (POST and PATCH). */
@@ -185,6 +186,8 @@ export class ConnectionAdmin {
     if (syncs.length > 0) throw new ConnectionError(409, 'connection_in_use', `connection ${id} is used by cohort sync${syncs.length > 1 ? 's' : ''} ${syncs.join(', ')}; delete those first`);
     const subscriptions = await subscriptionsUsingConnection(this.store.db, projectId, id);
     if (subscriptions.length > 0) throw new ConnectionError(409, 'connection_in_use', `connection ${id} is used by subscription${subscriptions.length > 1 ? 's' : ''} ${subscriptions.join(', ')}; change or delete those first`);
+    const messages = await messagesUsingConnection(this.store.db, projectId, id);
+    if (messages.length > 0) throw new ConnectionError(409, 'connection_in_use', `connection ${id} is used by webhook message${messages.length > 1 ? 's' : ''} ${messages.join(', ')}; change or delete those first`);
     if (!(await deleteConnection(this.store, projectId, id, Date.now()))) throw notFound(id);
     this.engine.connections.forget(id);
   }

@@ -12,11 +12,20 @@ import type { Database } from '../store/schema.js';
 import type { Emitter } from '../subscriptions/emitter.js';
 
 type Trx = Transaction<Database>;
+
+/** A surface that follows watched cohorts (webhook messages): told in the transactions that change them. */
+export interface MembershipListener {
+  /** Users came to match a watched cohort (recorded as its members now). */
+  entered(trx: Trx, watch: { cohortId: number; projectId: number }, ids: string[], now: number): Promise<void>;
+  /** A watched cohort's members were recorded for the first time (its baseline). */
+  baselined(trx: Trx, watch: { cohortId: number; projectId: number }, now: number): Promise<void>;
+}
+
 type Change = 'cohort.member_entered' | 'cohort.member_exited';
 
 /**
  * Live membership of the watched cohorts (a cohort is watched while an enabled subscription wants
- * its member events). Three kinds of work, each in one transaction with the events it causes:
+ * its member events, or an enabled ASAP or as-met message follows it). Three kinds of work, each in one transaction with the events it causes:
  * - the baseline of a newly watched cohort: its members recorded in one statement, with no
  *   `entered` event for each (or, with COHORTCAST_WATCH_BASELINE=announce, one for each);
  * - the profiles ingestion touched (dirty_profiles, marked in the ingesting transaction),
@@ -26,7 +35,13 @@ type Change = 'cohort.member_entered' | 'cohort.member_exited';
  *   changes time alone makes ("not seen for 21 days", "bought in the last 30 days").
  */
 export class MembershipEvaluator {
+  readonly #listeners: MembershipListener[] = [];
+
   constructor(private readonly deps: { store: Store; emitter: Emitter; config: MembershipConfig; log: Logger; metrics: Metrics }) {}
+
+  listen(listener: MembershipListener): void {
+    this.#listeners.push(listener);
+  }
 
   /** One pass of the work loop: a baseline to record, or a batch of touched profiles. Answers whether more may wait. */
   async pass(): Promise<boolean> {
@@ -112,6 +127,7 @@ export class MembershipEvaluator {
       const members = await recordBaseline(trx, store.dialect, { cohortId: w.cohort_id, projectId: w.project_id }, condition, now);
       if (members === undefined) return false;
       log.info({ cohort: w.cohort_id, members }, 'a cohort is watched live from now on');
+      for (const l of this.#listeners) await l.baselined(trx, { cohortId: w.cohort_id, projectId: w.project_id }, now);
       if (condition && config.baseline === 'announce') await this.#emit(trx, w, 'cohort.member_entered', await membersOf(trx, w.cohort_id), now);
       return true;
     });
@@ -132,6 +148,7 @@ export class MembershipEvaluator {
     this.deps.metrics.membershipChanges.inc({ change: 'exited', source }, exited.length);
     await this.#emit(trx, w, 'cohort.member_entered', entered, now);
     await this.#emit(trx, w, 'cohort.member_exited', exited, now);
+    if (entered.length > 0) for (const l of this.#listeners) await l.entered(trx, { cohortId: w.cohort_id, projectId: w.project_id }, entered, now);
     return { entered: entered.length, exited: exited.length };
   }
 

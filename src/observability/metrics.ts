@@ -14,6 +14,7 @@ export interface Metrics {
   attemptDuration: Histogram<'channel' | 'outcome'>;
   membershipChanges: Counter<'change' | 'source'>;
   membershipSweepDuration: Histogram;
+  messageUsers: Counter<'outcome'>;
   /** Where the queue gauges read from; set by whoever runs a dispatcher. */
   queueSource: { read?: () => Promise<{ pending: number; oldestDueAt: number | null }> };
   /** Where the subscription backlog gauges read from; set by the subscriptions surface. */
@@ -85,6 +86,12 @@ export function createMetrics(): Metrics {
       help: 'Latency of delivery attempts, from sending to the end of the reply, by channel and outcome.',
       labelNames: ['channel', 'outcome'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    messageUsers: new Counter({
+      name: 'cohortcast_message_users_total',
+      help: 'Users of webhook messages by how their batch ended: sent (a 200), unsent (anything else: sent again later), dropped (no longer matching, or their profile gone).',
+      labelNames: ['outcome'],
       registers,
     }),
     membershipChanges: new Counter({

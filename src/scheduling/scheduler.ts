@@ -47,7 +47,11 @@ export class Scheduler {
   #again: Promise<void> | undefined;
   #stopped = false;
 
-  constructor(private readonly deps: { store: Store; config: SchedulerConfig; log: Logger; worker: string }) {}
+  constructor(private readonly deps: { store: Store; config: SchedulerConfig; log: Logger; worker: string; /** The clock schedules are due by (tests run calendars on their own). */ now?: () => number }) {}
+
+  #now(): number {
+    return (this.deps.now ?? Date.now)();
+  }
 
   /**
    * Handles the schedules of `kind`. A singleton (one schedule of that kind, key '') is created
@@ -59,7 +63,7 @@ export class Scheduler {
   }
 
   async start(): Promise<void> {
-    const now = Date.now();
+    const now = this.#now();
     for (const [kind, { singleton }] of this.#handlers) {
       if (singleton) await putSchedule(this.deps.store.db, { kind, key: '', timing: singleton, nextRunAt: nextRun(singleton, now, now) }, now);
     }
@@ -78,7 +82,7 @@ export class Scheduler {
 
   /** Makes a schedule due now and looks for due runs; resolves once this process has run what it claimed. */
   async runNow(kind: string, key: string): Promise<boolean> {
-    const exists = await scheduleNow(this.deps.store.db, kind, key, Date.now());
+    const exists = await scheduleNow(this.deps.store.db, kind, key, this.#now());
     if (exists) await this.tick();
     return exists;
   }
@@ -107,7 +111,7 @@ export class Scheduler {
     const kinds = [...this.#handlers.keys()];
     let ran = 0;
     while (ran < RUNS_PER_POLL && !this.#stopped) {
-      const [job] = await claimSchedules(store, kinds, 1, worker, Date.now(), config.leaseMs);
+      const [job] = await claimSchedules(store, kinds, 1, worker, this.#now(), config.leaseMs);
       if (!job) break;
       await this.#run(job);
       ran++;
@@ -117,10 +121,10 @@ export class Scheduler {
 
   async #run(job: ScheduleRow & { lease_token: string }): Promise<void> {
     const { store, config, log } = this.deps;
-    const planned = job.next_run_at ?? Date.now();
-    const started = Date.now();
+    const planned = job.next_run_at ?? this.#now();
+    const started = this.#now();
     const done = (error: string | null, skipped: boolean, next: number | null) =>
-      completeSchedule(store, { id: job.id, token: job.lease_token, planned: job.next_run_at, next, missed: skipped ? 1 : 0, error }, Date.now()).then((held) => {
+      completeSchedule(store, { id: job.id, token: job.lease_token, planned: job.next_run_at, next, missed: skipped ? 1 : 0, error }, this.#now()).then((held) => {
         if (!held) log.warn({ kind: job.kind, key: job.key }, 'a schedule run outlasted its lease; another process owns the schedule now');
         this.events.emit('ran', { kind: job.kind, key: job.key, error, skipped });
       });
@@ -130,7 +134,7 @@ export class Scheduler {
     }
     // Renewed while the handler works, so a long run keeps its lease; a dead process's lapses.
     const renewal = setInterval(() => {
-      void renewScheduleLease(store, job.id, job.lease_token, Date.now(), config.leaseMs).catch((err) => log.warn({ err, kind: job.kind }, 'renewing a schedule lease failed'));
+      void renewScheduleLease(store, job.id, job.lease_token, this.#now(), config.leaseMs).catch((err) => log.warn({ err, kind: job.kind }, 'renewing a schedule lease failed'));
     }, Math.max(1, Math.floor(config.leaseMs / 3)));
     let error: string | null = null;
     try {
@@ -141,7 +145,7 @@ export class Scheduler {
     } finally {
       clearInterval(renewal);
     }
-    const finished = Date.now();
+    const finished = this.#now();
     const next = nextRun(job, planned, finished);
     await done(error, false, error === null ? next : Math.min(finished + config.errorRetryMs, next ?? Infinity));
   }

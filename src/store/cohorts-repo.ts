@@ -5,6 +5,8 @@ import { profilePropertiesText } from './json-sql.js';
 import type { Kysely, Transaction } from 'kysely';
 import { readJson, type Database } from './schema.js';
 
+type Db = Kysely<Database> | Transaction<Database>;
+
 export interface CohortRecord {
   id: number;
   projectId: number;
@@ -32,8 +34,8 @@ export interface CohortFields {
   definition: Definition;
 }
 
-export async function insertCohort(store: Store, projectId: number, f: CohortFields, now: number): Promise<CohortRecord> {
-  const row = await store.db
+export async function insertCohort(db: Db, projectId: number, f: CohortFields, now: number): Promise<CohortRecord> {
+  const row = await db
     .insertInto('cohorts')
     .values({ project_id: projectId, name: f.name, description: f.description, definition: JSON.stringify(f.definition), created_at: now, updated_at: now })
     .returningAll()
@@ -52,8 +54,8 @@ export async function listCohorts(store: Store, projectId: number, after: number
   return (await q.orderBy('id').limit(limit).execute()).map(toRecord);
 }
 
-export async function updateCohort(store: Store, projectId: number, id: number, f: Partial<CohortFields>, now: number): Promise<CohortRecord | undefined> {
-  const row = await store.db
+export async function updateCohort(db: Db, projectId: number, id: number, f: Partial<CohortFields>, now: number): Promise<CohortRecord | undefined> {
+  const row = await db
     .updateTable('cohorts')
     .set({
       ...(f.name !== undefined ? { name: f.name } : {}),
@@ -68,8 +70,8 @@ export async function updateCohort(store: Store, projectId: number, id: number, 
   return row && toRecord(row);
 }
 
-export async function deleteCohort(store: Store, projectId: number, id: number): Promise<boolean> {
-  const res = await store.db.deleteFrom('cohorts').where('project_id', '=', projectId).where('id', '=', id).executeTakeFirst();
+export async function deleteCohort(db: Db, projectId: number, id: number): Promise<boolean> {
+  const res = await db.deleteFrom('cohorts').where('project_id', '=', projectId).where('id', '=', id).executeTakeFirst();
   return Number(res.numDeletedRows) === 1;
 }
 

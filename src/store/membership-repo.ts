@@ -30,6 +30,15 @@ export async function watchesOf(db: Db, projectId: number): Promise<WatchRow[]> 
   return db.selectFrom('cohort_watches').selectAll().where('project_id', '=', projectId).orderBy('cohort_id').execute();
 }
 
+/** Whether a cohort is watched with its members recorded (live), still waiting for them (baseline), or not at all. */
+export async function watchState(db: Db, cohortId: number): Promise<WatchRow['state'] | undefined> {
+  return (await db.selectFrom('cohort_watches').select('state').where('cohort_id', '=', cohortId).executeTakeFirst())?.state;
+}
+
+export async function projectsWithWatches(db: Db): Promise<number[]> {
+  return (await db.selectFrom('cohort_watches').select('project_id').distinct().execute()).map((r) => r.project_id);
+}
+
 export async function allWatches(db: Db): Promise<WatchRow[]> {
   return db.selectFrom('cohort_watches').selectAll().orderBy('cohort_id').execute();
 }

@@ -7,6 +7,7 @@ import { cohortSyncs } from './migrations/004_cohort_syncs.js';
 import { syncPagesApart } from './migrations/005_sync_pages_apart.js';
 import { channelsSchedules } from './migrations/006_channels_schedules.js';
 import { subscriptions } from './migrations/007_subscriptions.js';
+import { messages } from './migrations/008_messages.js';
 
 /**
  * Ordered by name; never edit a migration that has shipped, add the next one. A migration imports
@@ -20,6 +21,7 @@ const MIGRATIONS: [string, (dialect: Store['dialect']) => Migration][] = [
   ['005_sync_pages_apart', syncPagesApart],
   ['006_channels_schedules', channelsSchedules],
   ['007_subscriptions', subscriptions],
+  ['008_messages', messages],
 ];
 
 /** Every migration's name, in order: what a fully migrated database has recorded. */

@@ -314,6 +314,74 @@ export interface DirtyProfilesTable {
   marked_at: number;
 }
 
+export interface MessagesTable {
+  id: Generated<number>;
+  project_id: number;
+  name: string;
+  cohort_id: number;
+  /** 1: the cohort was made from the message's inline definition and is deleted with it. */
+  own_cohort: number;
+  connection_id: number;
+  /** messages/schedule.ts MessageSchedule, as written. */
+  schedule: Json;
+  kind: 'asap' | 'scheduled' | 'recurring' | 'as_met';
+  /** The profile properties sent; null: all of them. */
+  properties: Json | null;
+  enabled: number;
+  /** A live message's matching users were queued when it started (0 until then). */
+  seeded: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface MessageRunsTable {
+  id: Generated<number>;
+  message_id: number;
+  kind: 'live' | 'scheduled' | 'recurring';
+  planned_at: number;
+  started_at: number;
+  finished_at: number | null;
+  users: number;
+  sent: number;
+  failed: number;
+  dropped: number;
+  /** Users of the run waiting or queued. */
+  outstanding: number;
+}
+
+/** The ledger: one row per message and user. */
+export interface MessageRecipientsTable {
+  message_id: number;
+  distinct_id: string;
+  state: 'waiting' | 'queued' | 'sent' | 'failed' | 'dropped';
+  run_id: number;
+  batch_id: number | null;
+  due_at: number;
+  attempts: number;
+  sends: number;
+  first_sent_at: number | null;
+  last_sent_at: number | null;
+  period: string | null;
+  period_sends: number;
+  reason: string | null;
+  updated_at: number;
+}
+
+export interface MessageBatchesTable {
+  id: Generated<number>;
+  message_id: number;
+  /** Set in the transaction that makes the batch, once its delivery exists. */
+  delivery_id: number | null;
+  /** JSON text of the distinct ids. */
+  user_ids: string;
+  users: number;
+  created_at: number;
+  finished_at: number | null;
+  outcome: 'sent' | 'failed' | null;
+  status: number | null;
+  reason: string | null;
+}
+
 export interface SettingsTable {
   name: string;
   value: string;
@@ -343,6 +411,10 @@ export interface Database {
   cohort_watches: CohortWatchesTable;
   cohort_members: CohortMembersTable;
   dirty_profiles: DirtyProfilesTable;
+  messages: MessagesTable;
+  message_runs: MessageRunsTable;
+  message_recipients: MessageRecipientsTable;
+  message_batches: MessageBatchesTable;
 }
 
 /** JSON columns come back as text from SQLite and already parsed from PostgreSQL. */

@@ -6,11 +6,10 @@ import { iso } from '../iso-time.js';
 import { cohortDefinitions } from '../store/cohorts-repo.js';
 import { findConnection } from '../store/connections-repo.js';
 import type { Store } from '../store/database.js';
-import { setWatches } from '../store/membership-repo.js';
+import { refreshWatches } from '../membership/watches.js';
 import { readJson } from '../store/schema.js';
 import {
   deleteSubscription,
-  enabledSubscriptions,
   findSubscription,
   insertSubscription,
   listSubscriptions,
@@ -120,13 +119,11 @@ export class SubscriptionAdmin {
   }
 
   /** Saves in one transaction with the project's watched cohorts; the caches of this process see it at once. */
-  async #save<T>(projectId: number, write: (db: Parameters<typeof setWatches>[0], now: number) => Promise<T>): Promise<T> {
+  async #save<T>(projectId: number, write: (db: Parameters<typeof refreshWatches>[0], now: number) => Promise<T>): Promise<T> {
     const now = Date.now();
     const result = await this.deps.store.db.transaction().execute(async (trx) => {
       const out = await write(trx, now);
-      const enabled = await enabledSubscriptions(trx, projectId);
-      const watched = enabled.filter((s) => readJson<string[]>(s.event_types).some((t) => MEMBER_EVENTS.includes(t))).flatMap((s) => readJson<number[]>(s.cohort_ids));
-      await setWatches(trx, projectId, [...new Set(watched)], now);
+      await refreshWatches(trx, projectId, now);
       return out;
     });
     await this.deps.index.reload(projectId);

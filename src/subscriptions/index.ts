@@ -1,6 +1,7 @@
 import type { Definition, PropertyFilter } from '../cohorts/definition.js';
 import { propertyMatches } from '../cohorts/property-match.js';
 import { cohortDefinitions } from '../store/cohorts-repo.js';
+import { projectsWithWatches, watchesOf } from '../store/membership-repo.js';
 import type { Store } from '../store/database.js';
 import { readJson } from '../store/schema.js';
 import { enabledSubscriptions, projectsWithSubscriptions, type SubscriptionRow } from '../store/subscriptions-repo.js';
@@ -46,7 +47,7 @@ export interface ProjectIndex {
   types: Set<string>;
   /** Tracked event names that event.ingested subscriptions want; undefined when one wants every event. */
   forwarded: Set<string> | undefined;
-  /** Cohorts kept live (named by an enabled subscription to their member events). */
+  /** Cohorts kept live (named by an enabled subscription to their member events, or followed by a live webhook message). */
   watched: Set<number>;
   /** Event names the watched cohorts count, directly or through cohorts they name: tracking one marks the user. */
   watchedEvents: Set<string>;
@@ -67,7 +68,7 @@ function eventNames(d: Definition, all: ReadonlyMap<number, Definition>, out: Se
 }
 
 /**
- * Every project's enabled subscriptions, compiled and kept in memory: loaded whole at start and
+ * Every project's enabled subscriptions and watched cohorts, compiled and kept in memory: loaded whole at start and
  * again every `ttlMs` (a change made in this process applies at once; one made in another process
  * within the TTL). The ingestion hot path asks `peek`, which never waits: a project it has no
  * entry for has no enabled subscription.
@@ -96,7 +97,7 @@ export class SubscriptionIndex {
   /** Loads every project with an enabled subscription again, and forgets the others. */
   refresh(): Promise<void> {
     this.#refreshing ??= (async () => {
-      const projects = new Set(await projectsWithSubscriptions(this.store.db));
+      const projects = new Set([...(await projectsWithSubscriptions(this.store.db)), ...(await projectsWithWatches(this.store.db))]);
       for (const p of projects) this.#cache.set(p, await this.#load(p));
       for (const p of this.#cache.keys()) if (!projects.has(p)) this.#cache.delete(p);
     })().finally(() => (this.#refreshing = undefined));
@@ -113,19 +114,20 @@ export class SubscriptionIndex {
    */
   async reload(projectId: number): Promise<ProjectIndex> {
     const value = await this.#load(projectId);
-    if (value.subscriptions.length === 0) this.#cache.delete(projectId);
+    if (value.subscriptions.length === 0 && value.watched.size === 0) this.#cache.delete(projectId);
     else this.#cache.set(projectId, value);
     return value;
   }
 
   async #load(projectId: number): Promise<ProjectIndex> {
     const rows = await enabledSubscriptions(this.store.db, projectId);
-    if (rows.length === 0) return EMPTY;
+    // The watched cohorts as stored: those of subscriptions and of live webhook messages alike.
+    const watched = new Set((await watchesOf(this.store.db, projectId)).map((w) => w.cohort_id));
+    if (rows.length === 0 && watched.size === 0) return EMPTY;
     const subscriptions = rows.map((r) => new CompiledSubscription(r));
     const types = new Set(subscriptions.flatMap((s) => [...s.types]));
     const ingested = subscriptions.filter((s) => s.types.has('event.ingested'));
     const forwarded = ingested.some((s) => !s.filter?.events) ? undefined : new Set(ingested.flatMap((s) => s.filter?.events ?? []));
-    const watched = new Set(subscriptions.filter((s) => MEMBER_EVENTS.some((t) => s.types.has(t))).flatMap((s) => [...s.cohorts]));
     const watchedEvents = new Set<string>();
     if (watched.size > 0) {
       const all = await cohortDefinitions(this.store.db, projectId);

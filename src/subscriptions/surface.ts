@@ -29,6 +29,8 @@ export interface SubscriptionSurface {
   /** The work loops (fan-out, membership): started with the engine. */
   loops: WorkLoop[];
   index: SubscriptionIndex;
+  /** The project's watched cohorts changed (in this process): its index is read again and membership work looked for now. */
+  watchesChanged(projectId: number): Promise<void>;
 }
 
 /**
@@ -63,5 +65,9 @@ export function subscriptionSurface(deps: { store: Store; engine: DeliveryEngine
     profileChanges: profileProducer(index, emitter, () => setImmediate(() => evaluateLoop.wake())),
     loops: [fanoutLoop, evaluateLoop],
     index,
+    async watchesChanged(projectId) {
+      await index.reload(projectId);
+      evaluateLoop.wake();
+    },
   };
 }

@@ -1,6 +1,6 @@
 import type { Config } from '../../src/config.js';
 import { createProject, type CreatedProject } from '../../src/projects/projects.js';
-import { startService, type Service } from '../../src/service.js';
+import { startService, type EngineOptions, type Service } from '../../src/service.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 export interface TestService {
@@ -16,10 +16,10 @@ export interface TestService {
 }
 
 /** A real service on 127.0.0.1 with a fresh database and one project. */
-export async function startTestService(adjust: (config: Config) => void = () => {}): Promise<TestService> {
+export async function startTestService(adjust: (config: Config) => void = () => {}, opts: EngineOptions = {}): Promise<TestService> {
   const database = await createTestDatabase();
   adjust(database.config);
-  const service = await startService(database.config);
+  const service = await startService(database.config, opts);
   const project = await createProject(service.store, 'Test project');
   const api: TestService['api'] = (path, init = {}) =>
     fetch(service.url + path, {
