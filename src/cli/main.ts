@@ -2,6 +2,8 @@
 import fs from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { CohortAdmin } from '../cohorts/cohort-admin.js';
+import { MessageAdmin, presentMessage, type MessageInput } from '../messages/admin.js';
+import { describeSchedule } from '../messages/schedule.js';
 import { loadConfig, type ConfigOverrides } from '../config.js';
 import { createProject, listProjects } from '../projects/projects.js';
 import { startService, startWorker } from '../service.js';
@@ -136,13 +138,7 @@ withStorage(
     .option('--project <id>', 'project id (may be left out when there is only one)', projectId)
     .option('--json', 'print the cohort as JSON'),
 ).action(async (flags: StorageFlags & { file: string; name?: string; description?: string; project?: number; json?: boolean }) => {
-  const text = fs.readFileSync(flags.file === '-' ? 0 : flags.file, 'utf8');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`${flags.file} is not valid JSON: ${(err as Error).message}`);
-  }
+  const parsed = readJsonFile(flags.file);
   const whole = typeof parsed === 'object' && parsed !== null && 'definition' in parsed;
   const input = whole ? (parsed as Record<string, unknown>) : { definition: parsed };
   const created = await withStore(flags, async (store) =>
@@ -166,6 +162,41 @@ withStorage(
   if (flags.json) console.log(JSON.stringify(cohorts.map((c) => ({ id: c.id, name: c.name, description: c.description, definition: c.definition }))));
   else for (const c of cohorts) console.log(`${c.id}\t${c.name}`);
 });
+
+const message = program.command('message').description('manage webhook messages');
+withStorage(
+  message
+    .command('create')
+    .description('create a webhook message from a JSON file: {"name","cohort_id"|"definition","connection_id","schedule","properties"?,"enabled"?}')
+    .requiredOption('--file <file>', 'JSON file ("-" reads standard input)')
+    .option('--project <id>', 'project id (may be left out when there is only one)', projectId)
+    .option('--json', 'print the message as JSON'),
+).action(async (flags: StorageFlags & { file: string; project?: number; json?: boolean }) => {
+  const input = readJsonFile(flags.file);
+  const created = await withStore(flags, async (store) => presentMessage(store, await new MessageAdmin({ store }).create(await pickProject(store, flags.project), input as MessageInput)));
+  if (flags.json) console.log(JSON.stringify(created));
+  else console.log(`message ${created.id} "${created.name}" created (${describeSchedule(created.schedule)}); a running service picks it up within a second`);
+});
+withStorage(
+  message
+    .command('list')
+    .description('list the webhook messages of a project')
+    .option('--project <id>', 'project id (may be left out when there is only one)', projectId)
+    .option('--json', 'print JSON'),
+).action(async (flags: StorageFlags & { project?: number; json?: boolean }) => {
+  const messages = await withStore(flags, async (store) => Promise.all((await new MessageAdmin({ store }).list(await pickProject(store, flags.project), undefined, 10_000)).map((m) => presentMessage(store, m))));
+  if (flags.json) console.log(JSON.stringify(messages));
+  else for (const m of messages) console.log(`${m.id}\t${m.name}\tcohort ${m.cohort_id}\tconnection ${m.connection_id}\t${describeSchedule(m.schedule)}${m.enabled ? '' : '\t(disabled)'}`);
+});
+
+function readJsonFile(file: string): unknown {
+  const text = fs.readFileSync(file === '-' ? 0 : file, 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${file} is not valid JSON: ${(err as Error).message}`);
+  }
+}
 
 program.parseAsync().catch((err: unknown) => {
   console.error(`cohortcast: ${err instanceof Error ? err.message : String(err)}`);

@@ -5,7 +5,7 @@ import type { DeliveryOutcome, DeliveryOwner } from '../delivery/owners.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
 import { dropUsers, endBatch, insertBatches, markSent, markUnsent, openBatch, openBatches, queueUsers, runsOf, setBatchDeliveries, waitingUsers } from '../store/message-ledger-repo.js';
-import { countRun, lockMessage, messagesWithDueUsers, type MessageRow } from '../store/messages-repo.js';
+import { countRun, lockMessage, messageById, messagesWithDueUsers, type MessageRow } from '../store/messages-repo.js';
 import { readJson, type Database } from '../store/schema.js';
 import { isLive } from './schedule.js';
 import { BATCH_SIZE, formBody, MESSAGE_CONTENT_TYPE, MESSAGE_POLICY, userJson } from './wire.js';
@@ -90,7 +90,7 @@ export class MessageBatcher implements DeliveryOwner {
     const { config, metrics } = this.deps;
     const batch = await openBatch(trx, Number(outcome.delivery.owner_id));
     if (!batch) return; // recorded already, or its message was deleted
-    const m = await trx.selectFrom('messages').selectAll().where('id', '=', batch.message_id).executeTakeFirst();
+    const m = await messageById(trx, batch.message_id);
     if (!m) return;
     const now = Date.now();
     const ids = JSON.parse(batch.user_ids) as string[];

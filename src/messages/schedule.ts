@@ -202,3 +202,18 @@ export function periodOf(per: Period, timezone: string, at: number): string {
 
 export const limitOf = (s: MessageSchedule): Limit | undefined => (s.type === 'recurring' ? s.limit : undefined);
 export const timezoneOf = (s: MessageSchedule): string => (s.type === 'asap' ? 'UTC' : s.timezone);
+
+/** A schedule in words, for the command line. */
+export function describeSchedule(s: MessageSchedule): string {
+  const limit = s.type === 'recurring' && s.limit ? `, at most ${s.limit.max} a ${s.limit.per} per user` : '';
+  if (s.type === 'asap') return 'ASAP, as users come to match';
+  if (s.type === 'scheduled') {
+    if ('cron' in s) return `scheduled "${s.cron}" (${s.timezone})`;
+    const weeks = s.every_weeks === 1 ? '' : ` every ${s.every_weeks} weeks`;
+    const days = s.days_of_week.length === 7 ? 'every day' : s.days_of_week.join(',');
+    return `scheduled ${s.at} ${days}${weeks} (${s.timezone})`;
+  }
+  if (s.every === 'as_met') return `recurring as users newly match${limit}`;
+  const when = s.every === 'weekly' ? ` on ${s.day_of_week ?? 'mon'}` : s.every === 'monthly' ? ` on day ${s.day_of_month ?? 1}` : '';
+  return `recurring ${s.every}${when} at ${s.at} (${s.timezone})${limit}`;
+}
