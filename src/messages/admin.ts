@@ -166,18 +166,11 @@ export class MessageAdmin {
     await putSchedule(trx, { kind: MESSAGE_SCHEDULE_KIND, key: String(m.id), timing: timingOf(schedule), nextRunAt: next, replaceNext: true }, now);
   }
 
+  /** The shape first (name, schedule, properties), then what it names (cohort, connection): the cheap refusals come first. */
   async #check(projectId: number, input: MessageInput, current: MessageRow | undefined) {
     const { store } = this.deps;
     const name = input.name ?? current?.name;
     if (typeof name !== 'string' || name.trim() === '' || name.length > 200) throw invalid('name: expected 1-200 characters');
-    let cohortId: number | undefined;
-    if (input.cohort_id !== undefined) {
-      if (typeof input.cohort_id !== 'number' || !Number.isSafeInteger(input.cohort_id) || !(await getCohort(store, projectId, input.cohort_id))) throw invalid(`cohort_id: no cohort ${JSON.stringify(input.cohort_id)} in this project`);
-      cohortId = input.cohort_id;
-    }
-    const definition = input.definition === undefined ? undefined : await new CohortAdmin(store).checkDefinition(projectId, current?.own_cohort === 1 ? current.cohort_id : undefined, input.definition);
-    const connectionId = input.connection_id ?? current?.connection_id;
-    if (typeof connectionId !== 'number' || !Number.isSafeInteger(connectionId) || !(await findConnection(store, projectId, connectionId))) throw invalid(`connection_id: no connection ${JSON.stringify(connectionId)} in this project`);
     let schedule: MessageSchedule;
     try {
       schedule = parseSchedule(input.schedule ?? readJson(current!.schedule));
@@ -191,6 +184,14 @@ export class MessageAdmin {
     }
     const enabled = input.enabled ?? (current ? current.enabled === 1 : true);
     if (typeof enabled !== 'boolean') throw invalid('enabled: expected true or false');
+    let cohortId: number | undefined;
+    if (input.cohort_id !== undefined) {
+      if (typeof input.cohort_id !== 'number' || !Number.isSafeInteger(input.cohort_id) || !(await getCohort(store, projectId, input.cohort_id))) throw invalid(`cohort_id: no cohort ${JSON.stringify(input.cohort_id)} in this project`);
+      cohortId = input.cohort_id;
+    }
+    const definition = input.definition === undefined ? undefined : await new CohortAdmin(store).checkDefinition(projectId, current?.own_cohort === 1 ? current.cohort_id : undefined, input.definition);
+    const connectionId = input.connection_id ?? current?.connection_id;
+    if (typeof connectionId !== 'number' || !Number.isSafeInteger(connectionId) || !(await findConnection(store, projectId, connectionId))) throw invalid(`connection_id: no connection ${JSON.stringify(connectionId)} in this project`);
     return { name, cohortId, definition, connectionId, schedule, properties: properties === null ? null : [...new Set(properties as string[])], enabled };
   }
 }

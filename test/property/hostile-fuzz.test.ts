@@ -131,8 +131,21 @@ describe(`hostile input on ${dialectUnderTest}`, () => {
           ),
         }, { requiredKeys: [] })
         .map((b) => ({ path: '/api/v1/subscriptions', body: b })),
+      fc
+        .record({
+          name: fc.oneof(oddText, hostileName),
+          cohort_id: scalar,
+          definition: definition,
+          connection_id: scalar,
+          schedule: fc.oneof(
+            scalar,
+            fc.record({ type: fc.oneof(fc.constantFrom('asap', 'scheduled', 'recurring'), oddText), at: fc.oneof(oddText, fc.constantFrom('09:00', '24:00', '9:5')), days_of_week: fc.array(fc.oneof(fc.constantFrom('mon', 'wed'), oddText), { maxLength: 20 }), every_weeks: scalar, timezone: fc.oneof(oddText, fc.constantFrom('UTC', 'America/Los_Angeles', 'Etc/GMT+99')), cron: fc.oneof(oddText, fc.constantFrom('0 9 30 2 *', '* * * * * * *', '0 9 * * wed')), every: fc.oneof(fc.constantFrom('daily', 'weekly', 'monthly', 'as_met'), oddText), limit: fc.record({ max: scalar, per: fc.oneof(fc.constantFrom('day', 'week'), oddText) }, { requiredKeys: [] }) }, { requiredKeys: [] }),
+          ),
+          properties: fc.oneof(scalar, fc.array(oddText, { maxLength: 300 })),
+        }, { requiredKeys: [] })
+        .map((b) => ({ path: '/api/v1/messages', body: b })),
     );
-    const query = fc.record({ path: fc.constantFrom('/api/v1/profiles', '/api/v1/events', '/api/v1/cohorts', '/api/v1/deliveries', '/api/v1/connections', '/api/v1/subscriptions'), key: fc.oneof(fc.constantFrom('limit', 'cursor', 'distinct_id', 'event', 'from', 'state', 'event_id'), hostileName.map((n) => `property.${n}`)), value: fc.oneof(oddText, fc.integer().map(String), fc.constant('1e400')) });
+    const query = fc.record({ path: fc.constantFrom('/api/v1/profiles', '/api/v1/events', '/api/v1/cohorts', '/api/v1/deliveries', '/api/v1/connections', '/api/v1/subscriptions', '/api/v1/messages', '/api/v1/messages/1/recipients', '/api/v1/messages/1/runs'), key: fc.oneof(fc.constantFrom('limit', 'cursor', 'distinct_id', 'event', 'from', 'state', 'event_id'), hostileName.map((n) => `property.${n}`)), value: fc.oneof(oddText, fc.integer().map(String), fc.constant('1e400')) });
     await fc.assert(
       fc.asyncProperty(fc.oneof(body, query), async (req) => {
         loop.reset();
