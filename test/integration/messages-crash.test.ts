@@ -132,6 +132,38 @@ describe(`webhook messages across a SIGKILL on ${dialectUnderTest}`, () => {
   });
 });
 
+describe.runIf(dialectUnderTest === 'postgres')('a webhook message in two processes on one PostgreSQL', () => {
+  it('each user is targeted once and sent in one batch, whichever process cuts and sends it', { timeout: 90_000 }, async () => {
+    const [a, b] = await Promise.all([startCliServer(db.args, { ...db.env, ...env, COHORTCAST_MESSAGE_BATCHES_IN_FLIGHT: '4' }), startCliServer(db.args, { ...db.env, ...env, COHORTCAST_MESSAGE_BATCHES_IN_FLIGHT: '4' })]);
+    try {
+      const ids = Array.from({ length: USERS }, (_, i) => `t${String(i).padStart(4, '0')}`);
+      const cohort = (await api(a.url, '/api/v1/cohorts', 'POST', { name: 'Twins', definition: { property: 'twin', op: 'equals', value: true } })).body.id as number;
+      const path = '/twins';
+      const connection = (await api(a.url, '/api/v1/connections', 'POST', { name: 'twins', url: receiver.origin + path, timeout_ms: 1000 })).body.id as number;
+      const m = (await api(b.url, '/api/v1/messages', 'POST', { name: 'Twins', cohort_id: cohort, connection_id: connection, schedule: { type: 'asap' } })).body.id as number;
+      await waitFor('the live watch', async () => ((await store.db.selectFrom('messages').select('seeded').where('id', '=', m).executeTakeFirst())?.seeded === 1 ? true : undefined), 20_000);
+      // Half the users come to match through each process.
+      await Promise.all([
+        engage(a.url, ids.filter((_, i) => i % 2 === 0).map(($distinct_id) => ({ $distinct_id, $set: { twin: true } }))),
+        engage(b.url, ids.filter((_, i) => i % 2 === 1).map(($distinct_id) => ({ $distinct_id, $set: { twin: true } }))),
+      ]);
+      const ours = () => receiver.received.filter((r) => r.path === path);
+      await waitFor('every user sent', async () => {
+        const n = await store.db.selectFrom('message_recipients').select((e) => e.fn.countAll().as('n')).where('message_id', '=', m).where('state', '=', 'sent').executeTakeFirstOrThrow();
+        return Number(n.n) === USERS ? true : undefined;
+      }, 60_000);
+      const hooks = new Map<string, Set<string>>();
+      for (const r of ours()) for (const u of parseMessage(r.body)) hooks.set(u.$distinct_id, (hooks.get(u.$distinct_id) ?? new Set()).add(String(r.headers['webhook-id'])));
+      expect(hooks.size).toBe(USERS);
+      expect([...hooks.values()].filter((h) => h.size !== 1)).toEqual([]);
+      const run = (await api(a.url, `/api/v1/messages/${m}/runs`)).body.results[0];
+      expect(run).toMatchObject({ kind: 'live', users: USERS, sent: USERS, outstanding: 0 });
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+});
+
 function write(name: string, value: unknown): string {
   const file = path.join(dir, name);
   fs.writeFileSync(file, JSON.stringify(value));
