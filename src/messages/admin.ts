@@ -72,7 +72,7 @@ export class MessageAdmin {
     const now = this.#now();
     const row = await this.deps.store.db.transaction().execute(async (trx) => {
       let cohortId = f.cohortId ?? current.cohort_id;
-      let own = current.own_cohort === 1 && f.cohortId === undefined;
+      let own = current.own_cohort === 1 && (f.cohortId === undefined || f.cohortId === current.cohort_id);
       if (f.definition !== undefined) {
         if (own) await updateCohort(trx, projectId, cohortId, { definition: f.definition, name: ownCohortName(f.name, id) }, now);
         else cohortId = (await insertCohort(trx, projectId, { name: ownCohortName(f.name, id), description: 'the targeting of a webhook message', definition: f.definition }, now)).id;
@@ -139,6 +139,7 @@ export class MessageAdmin {
     if (!engine) throw new Error('sending a test needs the delivery engine');
     const only = m.properties === null ? null : readJson<string[]>(m.properties);
     const users = await randomProfiles(store.db, store.dialect, projectId, Math.min(TEST_USERS, BATCH_SIZE));
+    if (users.length === 0) throw new ActionableError(409, 'no_profiles', 'the project has no profiles yet: a test sends five of them, picked at random');
     const now = Date.now();
     // Not due for the claim loop: sent here, at once (should this process die first, it goes out later).
     const [d] = await engine.outbox.enqueue(store.db, [

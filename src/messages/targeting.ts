@@ -58,7 +58,8 @@ export class MessageTargeting implements ScheduleHandler, MembershipListener {
         }
         const condition = compileDefinition(definition, { dialect: store.dialect, projectId: m.project_id, now: job.now, cohorts: all });
         const runId = await insertRun(trx, m.id, m.kind === 'scheduled' ? 'scheduled' : 'recurring', job.planned, job.now);
-        targeted = await targetUsers(trx, m.id, runId, matchingProfiles(m.project_id, condition), eligibility(m, job.now), job.now);
+        // The calendar goes by the scheduler's clock; the ledger's due times by the wall clock the batcher reads.
+        targeted = await targetUsers(trx, m.id, runId, matchingProfiles(m.project_id, condition), eligibility(m, job.now), Date.now());
         await countRun(trx, runId, { users: targeted, outstanding: targeted }, job.now);
         log.info({ message: m.id, run: runId, users: targeted }, 'a webhook message run targeted its users');
       });
@@ -71,10 +72,9 @@ export class MessageTargeting implements ScheduleHandler, MembershipListener {
   }
 
   async entered(trx: Trx, watch: { cohortId: number }, ids: string[], now: number): Promise<void> {
-    for (const found of await liveMessagesOf(trx, watch.cohortId)) {
-      // Locked first, as the batcher does: the ledger rows of one message are written in turn.
-      const m = await lockMessage(trx, this.deps.store.dialect, found.id);
-      if (!m || m.enabled !== 1) continue;
+    // Not locked: the upsert is safe row by row, and the evaluator's transaction, which holds its
+    // members' rows, should not also wait for a batcher's hold on the message.
+    for (const m of await liveMessagesOf(trx, watch.cohortId)) {
       const runId = await liveRun(trx, m.id, now);
       const targeted = await targetUsers(trx, m.id, runId, idList(this.deps.store.dialect, ids), eligibility(m, now), now);
       await countRun(trx, runId, { users: targeted, outstanding: targeted }, now);
@@ -93,7 +93,7 @@ export class MessageTargeting implements ScheduleHandler, MembershipListener {
   async #seed(trx: Trx, m: MessageRow, now: number): Promise<number> {
     if (m.seeded === 1 || (await watchState(trx, m.cohort_id)) !== 'live') return 0;
     const runId = await liveRun(trx, m.id, now);
-    const targeted = await targetUsers(trx, m.id, runId, cohortMemberList(m.cohort_id), eligibility(m, now), now);
+    const targeted = await targetUsers(trx, m.id, runId, cohortMemberList(m.cohort_id), eligibility(m, now), Date.now());
     await countRun(trx, runId, { users: targeted, outstanding: targeted }, now);
     await markSeeded(trx, m.id, true);
     this.deps.log.info({ message: m.id, users: targeted }, 'a live webhook message queued the users matching when it started');

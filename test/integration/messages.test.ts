@@ -174,8 +174,11 @@ describe(`webhook messages on ${dialectUnderTest}`, () => {
     await setProfile('second', { plan: 'asap-pro' });
     await waitFor('the second joiner', () => (idsAt(path).includes('second') ? true : undefined), 10_000);
     expect(idsAt(path).filter((u) => u === 'late-joiner')).toHaveLength(1);
-    const rows = await ledger(id);
-    expect(rows).toHaveLength(122);
+    // The receiver has the request before its 200 is recorded: wait for the ledger to say so.
+    const rows = await waitFor('the ledger to record every send', async () => {
+      const r = await ledger(id);
+      return r.length === 122 && r.every((x) => x.state === 'sent') ? r : undefined;
+    });
     expect(rows.every((r) => r.state === 'sent' && r.sends === 1 && r.delivery_id !== null)).toBe(true);
     const [live] = await runs(id);
     expect(live).toMatchObject({ kind: 'live', users: 122, sent: 122, failed: 0, outstanding: 0 });
@@ -220,7 +223,10 @@ describe(`webhook messages on ${dialectUnderTest}`, () => {
     await advanceTo(Date.UTC(2026, 2, 11, 16, 0, 1));
     await waitFor('the second run', () => (idsAt(path).length === 4 ? true : undefined), 10_000);
     expect(idsAt(path).sort()).toEqual(['w1', 'w2', 'w3', 'w4']);
-    const [second, first] = await runs(m);
+    const [second, first] = await waitFor('both runs finished', async () => {
+      const r = await runs(m);
+      return r.length === 2 && r.every((x) => x.finished_at !== null) ? r : undefined;
+    });
     expect(first).toMatchObject({ kind: 'scheduled', users: 3, sent: 3, outstanding: 0 });
     expect(second).toMatchObject({ kind: 'scheduled', users: 1, sent: 1, outstanding: 0 });
     expect(second!.finished_at).not.toBeNull();
