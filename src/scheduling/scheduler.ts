@@ -123,14 +123,15 @@ export class Scheduler {
     const { store, config, log } = this.deps;
     const planned = job.next_run_at ?? this.#now();
     const started = this.#now();
-    const done = (error: string | null, skipped: boolean, next: number | null) =>
-      completeSchedule(store, { id: job.id, token: job.lease_token, planned: job.next_run_at, next, missed: skipped ? 1 : 0, error }, this.#now()).then((held) => {
+    // `at` is the time the next run was computed from, recorded as the finish: one reading of the clock.
+    const done = (error: string | null, skipped: boolean, next: number | null, at: number) =>
+      completeSchedule(store, { id: job.id, token: job.lease_token, planned: job.next_run_at, next, missed: skipped ? 1 : 0, error }, at).then((held) => {
         if (!held) log.warn({ kind: job.kind, key: job.key }, 'a schedule run outlasted its lease; another process owns the schedule now');
         this.events.emit('ran', { kind: job.kind, key: job.key, error, skipped });
       });
     if (tooLate(job, planned, started)) {
       log.warn({ kind: job.kind, key: job.key, planned: new Date(planned).toISOString() }, 'a scheduled run was found later than its max lateness and skipped');
-      return done(null, true, nextRun(job, planned, started));
+      return done(null, true, nextRun(job, planned, started), started);
     }
     // Renewed while the handler works, so a long run keeps its lease; a dead process's lapses.
     const renewal = setInterval(() => {
@@ -147,6 +148,6 @@ export class Scheduler {
     }
     const finished = this.#now();
     const next = nextRun(job, planned, finished);
-    await done(error, false, error === null ? next : Math.min(finished + config.errorRetryMs, next ?? Infinity));
+    await done(error, false, error === null ? next : Math.min(finished + config.errorRetryMs, next ?? Infinity), finished);
   }
 }
