@@ -13,6 +13,7 @@
 //                                 since the reset, and those held open right now)
 //   POST /_sink/reset?record=1    zero the counts; with record=1, read "t" (the enqueue time, same clock)
 //                                 and "i" (an index) from each body from now on and keep [i, arrival − t]
+//                                 (every pair in it: a webhook message's form carries several users)
 //   GET  /_sink/latencies         {"count": n, "unreadable": n, "samples": [[i, ms], …]} since the reset
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -36,8 +37,8 @@ let unreadable = 0;
 let hung = 0;
 let hangOpen = 0;
 // "t":<number> and "i":<number> anywhere in the body; cheaper than JSON.parse, indifferent to key order.
-const T_FIELD = /"t":\s*(-?[0-9.eE+]+)/;
-const I_FIELD = /"i":\s*([0-9]+)/;
+const T_ALL = /"t":\s*(-?[0-9.eE+]+)/g;
+const I_ALL = /"i":\s*([0-9]+)/g;
 
 function json(res, status, value) {
   const body = Buffer.from(JSON.stringify(value));
@@ -62,10 +63,12 @@ const server = http.createServer((req, res) => {
       if (firstMs === null) firstMs = at;
       lastMs = at;
       if (chunks) {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const t = Number(T_FIELD.exec(text)?.[1] ?? NaN);
-        const i = Number(I_FIELD.exec(text)?.[1] ?? NaN);
-        if (Number.isFinite(t) && Number.isInteger(i)) latencies.push([i, at - t]);
+        let text = Buffer.concat(chunks).toString('utf8');
+        // A webhook message is a form: its users (each may carry a "t" and an "i") are in `users`.
+        if (text.startsWith('users=')) text = new URLSearchParams(text).get('users') ?? '';
+        const ts = [...text.matchAll(T_ALL)].map((m) => Number(m[1]));
+        const is = [...text.matchAll(I_ALL)].map((m) => Number(m[1]));
+        if (ts.length > 0 && ts.length === is.length && ts.every(Number.isFinite)) ts.forEach((t, k) => latencies.push([is[k], at - t]));
         else unreadable++;
       }
       res.writeHead(200, okHeaders);

@@ -8,7 +8,7 @@ import { cancelDeliveries } from '../store/outbox-repo.js';
 import { deleteCohort, getCohort, insertCohort, updateCohort } from '../store/cohorts-repo.js';
 import { findConnection } from '../store/connections-repo.js';
 import type { Store } from '../store/database.js';
-import { listRecipients, openBatches, randomProfiles, type RecipientView } from '../store/message-ledger-repo.js';
+import { listRecipients, openBatchDeliveries, randomProfiles, type RecipientView } from '../store/message-ledger-repo.js';
 import { deleteMessageRows, findMessage, insertMessage, insertRun, listMessages, listRuns, MESSAGE_SCHEDULE_KIND, updateMessage, type MessageFields, type MessageRow, type MessageRunRow } from '../store/messages-repo.js';
 import { putSchedule, removeSchedule } from '../store/schedules-repo.js';
 import { readJson, type MessageRecipientsTable } from '../store/schema.js';
@@ -108,7 +108,7 @@ export class MessageAdmin {
     const m = await this.get(projectId, id);
     const now = this.#now();
     await this.deps.store.db.transaction().execute(async (trx) => {
-      const open = (await openBatches(trx, id)).flatMap((b) => (b.delivery_id === null ? [] : [b.delivery_id]));
+      const open = await openBatchDeliveries(trx, id);
       if (open.length > 0) await cancelDeliveries(trx, { ids: open }, 'the webhook message was deleted', Date.now());
       await deleteMessageRows(trx, id);
       await removeSchedule(trx, MESSAGE_SCHEDULE_KIND, String(id));

@@ -4,14 +4,21 @@ import type { Outbox } from '../delivery/outbox.js';
 import type { DeliveryOutcome, DeliveryOwner } from '../delivery/owners.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
-import { dropUsers, endBatch, insertBatches, markSent, markUnsent, openBatch, openBatches, queueUsers, runsOf, setBatchDeliveries, waitingUsers } from '../store/message-ledger-repo.js';
-import { countRun, lockMessage, messageById, messagesWithDueUsers, type MessageRow } from '../store/messages-repo.js';
+import { countOpenBatches, dropUsers, endBatch, insertBatches, markSent, markUnsent, openBatch, queueUsers, setBatchDeliveries, waitingUsers, type NewBatch, type WaitingUser } from '../store/message-ledger-repo.js';
+import { countRun, lockMessage, messagesWithDueUsers, type MessageRow } from '../store/messages-repo.js';
 import { readJson, type Database } from '../store/schema.js';
 import { isLive } from './schedule.js';
 import { BATCH_SIZE, formBody, MESSAGE_CONTENT_TYPE, MESSAGE_POLICY, userJson } from './wire.js';
 
 type Trx = Transaction<Database>;
 export const MESSAGE_OWNER = 'message';
+
+/** How many of `users` each run holds. */
+function byRun(users: readonly WaitingUser[]): Map<number, number> {
+  const runs = new Map<number, number>();
+  for (const u of users) runs.set(u.run_id, (runs.get(u.run_id) ?? 0) + 1);
+  return runs;
+}
 
 /**
  * Turns a message's waiting users into batches of 50, each one delivery, and hears how they end.
@@ -30,6 +37,8 @@ export class MessageBatcher implements DeliveryOwner {
     let more = false;
     let made = 0;
     for (const id of await messagesWithDueUsers(store.db, Date.now())) {
+      // Most wakes come from endings that leave no room to refill yet: found out without a transaction.
+      if ((await countOpenBatches(store.db, id)) > this.deps.config.batchesInFlight / 2) continue;
       const cut = await store.db.transaction().execute((trx) => this.#cut(trx, id, Date.now()));
       made += cut.batches;
       more ||= cut.full;
@@ -42,43 +51,40 @@ export class MessageBatcher implements DeliveryOwner {
     const { store, config, outbox, metrics } = this.deps;
     const m = await lockMessage(trx, store.dialect, id, { skip: true });
     if (!m || m.enabled !== 1) return { batches: 0, full: false };
-    const open = (await openBatches(trx, id)).length;
+    const open = await countOpenBatches(trx, id);
     const room = config.batchesInFlight - open;
     // Refilled by halves, not a batch per ending: fewer, larger passes.
     if (room <= 0 || (open > 0 && room < config.batchesInFlight / 2)) return { batches: 0, full: false };
     const limit = room * BATCH_SIZE;
-    const users = await waitingUsers(trx, store.dialect, { id, projectId: m.project_id, cohortId: m.cohort_id }, now, limit);
     const live = isLive(m.kind);
-    const gone = users.filter((u) => u.properties === null).map((u) => u.distinct_id);
-    const left = live ? users.filter((u) => u.properties !== null && !u.member).map((u) => u.distinct_id) : [];
-    await this.#drop(trx, m, gone, 'the profile was deleted', now);
-    await this.#drop(trx, m, left, 'no longer matches the cohort', now);
+    const users = await waitingUsers(trx, store.dialect, { id, projectId: m.project_id, cohortId: m.cohort_id, live }, now, limit);
+    await this.#drop(trx, m, users.filter((u) => u.properties === null), 'the profile was deleted', now);
+    await this.#drop(trx, m, live ? users.filter((u) => u.properties !== null && !u.member) : [], 'no longer matches the cohort', now);
     const sending = users.filter((u) => u.properties !== null && (!live || u.member));
     const only = m.properties === null ? null : readJson<string[]>(m.properties);
-    const batches: string[][] = [];
+    const batches: NewBatch[] = [];
     const bodies: string[] = [];
     for (let i = 0; i < sending.length; i += BATCH_SIZE) {
       const slice = sending.slice(i, i + BATCH_SIZE);
-      batches.push(slice.map((u) => u.distinct_id));
+      batches.push({ ids: slice.map((u) => u.distinct_id), runs: byRun(slice) });
       bodies.push(formBody(slice.map((u) => userJson(u.distinct_id, u.properties, only))));
     }
-    const batchIds = await insertBatches(trx, id, batches, now);
+    const batchIds = await insertBatches(trx, id, batches, live, now);
     const deliveries = await outbox.enqueue(
       trx,
       batchIds.map((batchId, i) => ({ projectId: m.project_id, connectionId: m.connection_id, ownerKind: MESSAGE_OWNER, ownerId: batchId, policy: MESSAGE_POLICY, contentType: MESSAGE_CONTENT_TYPE, body: bodies[i]! })),
       now,
     );
     await setBatchDeliveries(trx, batchIds.map((batchId, i) => ({ batchId, deliveryId: deliveries[i]!.id })));
-    for (const [i, batchId] of batchIds.entries()) await queueUsers(trx, id, batchId, batches[i]!, now);
-    metrics.messageUsers.inc({ outcome: 'dropped' }, gone.length + left.length);
+    await queueUsers(trx, id, batchIds.map((batchId, i) => ({ batchId, ids: batches[i]!.ids })), now);
+    metrics.messageUsers.inc({ outcome: 'dropped' }, users.length - sending.length);
     return { batches: batchIds.length, full: users.length === limit };
   }
 
-  async #drop(trx: Trx, m: MessageRow, ids: string[], reason: string, now: number): Promise<void> {
-    if (ids.length === 0) return;
-    const runs = await runsOf(trx, m.id, ids, 'waiting');
-    await dropUsers(trx, m.id, ids, reason, now);
-    for (const [runId, n] of runs) await countRun(trx, runId, { dropped: n, outstanding: -n }, now);
+  async #drop(trx: Trx, m: MessageRow, users: WaitingUser[], reason: string, now: number): Promise<void> {
+    if (users.length === 0) return;
+    await dropUsers(trx, m.id, users.map((u) => u.distinct_id), reason, now);
+    for (const [runId, n] of byRun(users)) await countRun(trx, runId, { dropped: n, outstanding: -n }, now);
   }
 
   /**
@@ -90,24 +96,21 @@ export class MessageBatcher implements DeliveryOwner {
     const { config, metrics } = this.deps;
     const batch = await openBatch(trx, Number(outcome.delivery.owner_id));
     if (!batch) return; // recorded already, or its message was deleted
-    const m = await messageById(trx, batch.message_id);
-    if (!m) return;
     const now = Date.now();
     const ids = JSON.parse(batch.user_ids) as string[];
-    const runs = await runsOf(trx, m.id, ids, 'queued');
-    const users = [...runs.values()].reduce((a, b) => a + b, 0);
+    const runs = Object.entries(JSON.parse(batch.runs) as Record<string, number>).map(([run, n]) => [Number(run), n] as const);
     if (outcome.outcome === 'delivered') {
-      await markSent(trx, m.id, batch.id, ids, now);
+      await markSent(trx, batch.message_id, batch.id, ids, now);
       for (const [runId, n] of runs) await countRun(trx, runId, { sent: n, outstanding: -n }, now);
       await endBatch(trx, batch.id, { outcome: 'sent', status: outcome.status, reason: null }, now);
-      metrics.messageUsers.inc({ outcome: 'sent' }, users);
+      metrics.messageUsers.inc({ outcome: 'sent' }, batch.users);
     } else {
       const reason = outcome.reason ?? `HTTP ${outcome.status ?? '(no answer)'}`;
-      const retry = isLive(m.kind) ? { baseMs: config.retryBaseMs, maxMs: config.retryMaxMs } : undefined;
-      await markUnsent(trx, m.id, batch.id, ids, reason, retry, now);
+      const retry = batch.retry === 1 ? { baseMs: config.retryBaseMs, maxMs: config.retryMaxMs } : undefined;
+      await markUnsent(trx, batch.message_id, batch.id, ids, reason, retry, now);
       for (const [runId, n] of runs) await countRun(trx, runId, { failed: n, outstanding: retry ? 0 : -n }, now);
       await endBatch(trx, batch.id, { outcome: 'failed', status: outcome.status, reason }, now);
-      metrics.messageUsers.inc({ outcome: 'unsent' }, users);
+      metrics.messageUsers.inc({ outcome: 'unsent' }, batch.users);
     }
     // Room in the outbox for the next batches, once this transaction has committed.
     setImmediate(() => this.deps.wake());

@@ -56,33 +56,21 @@ export interface WaitingUser {
   run_id: number;
   /** The profile's properties as JSON text; null when the profile is gone. */
   properties: string | null;
-  /** Whether the user is a recorded member of the message's cohort (live messages check it). */
+  /** Whether the user is a recorded member of the message's cohort (asked of live messages only; true for the others). */
   member: boolean;
 }
 
 /** The next waiting users due, in due order, with their profiles as they are now. */
-export async function waitingUsers(db: Db, dialect: Dialect, m: { id: number; projectId: number; cohortId: number }, now: number, limit: number): Promise<WaitingUser[]> {
+export async function waitingUsers(db: Db, dialect: Dialect, m: { id: number; projectId: number; cohortId: number; live: boolean }, now: number, limit: number): Promise<WaitingUser[]> {
   const props = dialect === 'postgres' ? sql`p.properties::text` : sql`json(p.properties)`;
+  // Only a live message asks whether its users are still members (the others' were just evaluated).
+  const member = m.live ? sql`(select 1 from cohort_members as c where c.cohort_id = ${m.cohortId} and c.distinct_id = r.distinct_id)` : sql`1`;
   const { rows } = await sql<{ distinct_id: string; run_id: number; properties: string | null; member: number | null }>`
-    select r.distinct_id, r.run_id, ${props} as properties, (select 1 from cohort_members as c where c.cohort_id = ${m.cohortId} and c.distinct_id = r.distinct_id) as member
+    select r.distinct_id, r.run_id, ${props} as properties, ${member} as member
     from message_recipients as r left join profiles as p on p.project_id = ${m.projectId} and p.distinct_id = r.distinct_id
     where r.message_id = ${m.id} and r.state = 'waiting' and r.due_at <= ${now}
     order by r.due_at, r.distinct_id limit ${limit}`.execute(db);
   return rows.map((r) => ({ distinct_id: r.distinct_id, run_id: Number(r.run_id), properties: r.properties, member: r.member !== null }));
-}
-
-/** How many users of each run are among `ids` in `state` (what a batch's ending moves in each run's counters). */
-export async function runsOf(db: Db, messageId: number, ids: string[], state: MessageRecipientsTable['state']): Promise<Map<number, number>> {
-  if (ids.length === 0) return new Map();
-  const rows = await db
-    .selectFrom('message_recipients')
-    .select(['run_id', (eb) => eb.fn.countAll<number>().as('n')])
-    .where('message_id', '=', messageId)
-    .where('distinct_id', 'in', ids)
-    .where('state', '=', state)
-    .groupBy('run_id')
-    .execute();
-  return new Map(rows.map((r) => [Number(r.run_id), Number(r.n)]));
 }
 
 /** Waiting users that will not be sent (their profile is gone, or they no longer match a live message). */
@@ -97,12 +85,32 @@ export async function dropUsers(db: Db, messageId: number, ids: string[], reason
     .execute();
 }
 
-/** Batch rows for `batches` (lists of distinct ids), in order; answers their ids. */
-export async function insertBatches(db: Db, messageId: number, batches: string[][], now: number): Promise<number[]> {
+/** A batch to write: its users, and how many of them each run holds. */
+export interface NewBatch {
+  ids: string[];
+  runs: Map<number, number>;
+}
+
+/** Batch rows, in order; answers their ids. */
+export async function insertBatches(db: Db, messageId: number, batches: NewBatch[], retry: boolean, now: number): Promise<number[]> {
   if (batches.length === 0) return [];
   const rows = await db
     .insertInto('message_batches')
-    .values(batches.map((ids) => ({ message_id: messageId, delivery_id: null, user_ids: JSON.stringify(ids), users: ids.length, created_at: now, finished_at: null, outcome: null, status: null, reason: null })))
+    .values(
+      batches.map((b) => ({
+        message_id: messageId,
+        delivery_id: null,
+        user_ids: JSON.stringify(b.ids),
+        users: b.ids.length,
+        runs: JSON.stringify(Object.fromEntries(b.runs)),
+        retry: retry ? 1 : 0,
+        created_at: now,
+        finished_at: null,
+        outcome: null,
+        status: null,
+        reason: null,
+      })),
+    )
     .returning('id')
     .execute();
   return rows.map((r) => r.id);
@@ -121,14 +129,24 @@ export async function setBatchDeliveries(db: Db, pairs: { batchId: number; deliv
     .execute();
 }
 
-/** Waiting users put in a batch. */
-export async function queueUsers(db: Db, messageId: number, batchId: number, ids: string[], now: number): Promise<void> {
-  await db.updateTable('message_recipients').set({ state: 'queued', batch_id: batchId, updated_at: now }).where('message_id', '=', messageId).where('distinct_id', 'in', ids).where('state', '=', 'waiting').execute();
+/** Waiting users put in their batches. */
+export async function queueUsers(db: Db, messageId: number, batches: { batchId: number; ids: string[] }[], now: number): Promise<void> {
+  // A statement per batch: measured faster on SQLite than one statement telling the batches apart with CASE … IN.
+  for (const b of batches) {
+    await db.updateTable('message_recipients').set({ state: 'queued', batch_id: b.batchId, updated_at: now }).where('message_id', '=', messageId).where('distinct_id', 'in', b.ids).where('state', '=', 'waiting').execute();
+  }
 }
 
-/** Batches of the message not yet ended: what is in the outbox. */
-export async function openBatches(db: Db, messageId: number): Promise<{ id: number; delivery_id: number | null }[]> {
-  return db.selectFrom('message_batches').select(['id', 'delivery_id']).where('message_id', '=', messageId).where('finished_at', 'is', null).execute();
+/** Deliveries of the message's batches not yet ended: what is in the outbox. */
+export async function openBatchDeliveries(db: Db, messageId: number): Promise<number[]> {
+  const rows = await db.selectFrom('message_batches').select('delivery_id').where('message_id', '=', messageId).where('finished_at', 'is', null).execute();
+  return rows.flatMap((r) => (r.delivery_id === null ? [] : [r.delivery_id]));
+}
+
+/** How many of the message's batches are in the outbox. */
+export async function countOpenBatches(db: Db, messageId: number): Promise<number> {
+  const row = await db.selectFrom('message_batches').select((eb) => eb.fn.countAll<number>().as('n')).where('message_id', '=', messageId).where('finished_at', 'is', null).executeTakeFirstOrThrow();
+  return Number(row.n);
 }
 
 /** A batch not yet ended (undefined when it ended, or its message is gone). */

@@ -37,10 +37,6 @@ export async function findMessage(db: Db, projectId: number, id: number): Promis
   return db.selectFrom('messages').selectAll().where('project_id', '=', projectId).where('id', '=', id).executeTakeFirst();
 }
 
-export async function messageById(db: Db, id: number): Promise<MessageRow | undefined> {
-  return db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirst();
-}
-
 /**
  * The message, its row locked for the caller's transaction (on PostgreSQL; SQLite's one writer
  * serialises anyway), so its runs, batches and seeding take turns. `skip`: answer nothing when

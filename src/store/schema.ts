@@ -375,6 +375,10 @@ export interface MessageBatchesTable {
   /** JSON text of the distinct ids. */
   user_ids: string;
   users: number;
+  /** JSON text {run id: users}. */
+  runs: string;
+  /** 1: unacknowledged users wait on a backoff (live messages); 0: they wait for the next run. */
+  retry: number;
   created_at: number;
   finished_at: number | null;
   outcome: 'sent' | 'failed' | null;

@@ -91,6 +91,10 @@ export function messages(dialect: Dialect): Migration {
         // JSON text of the batch's distinct ids.
         .addColumn('user_ids', 'text', (c) => c.notNull())
         .addColumn('users', 'integer', (c) => c.notNull())
+        // JSON text {run id: users}: the runs whose counters its ending moves.
+        .addColumn('runs', 'text', (c) => c.notNull())
+        // 1: its users wait on a backoff if it is not acknowledged (a live message); 0: the next run targets them.
+        .addColumn('retry', 'integer', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .addColumn('finished_at', 'bigint')
         // sent | failed

@@ -1,0 +1,244 @@
+// Webhook messages: `npm run bench:messages` (builds first, then runs this file).
+//
+// A fresh SQLite data folder gets BENCH_PROFILES (1,000,000) profiles written straight into the
+// service's schema (loading is not what is measured), each with the properties of Mixpanel's
+// example ($email, $first_name, $last_name, $city, $region, $country_code, $created, "Last Seen",
+// plan). `cohortcast serve` runs on it with its default settings, and a local sink
+// (bench/sink-server.js, its own process) answers every request with a 200. Through the API, as a
+// user would:
+//   scheduled  a message to a cohort holding every profile, on the cron "* * * * *" (it runs at the
+//              next minute boundary; no write behind the service's back): every user posted once,
+//              BENCH_PROFILES / 50 form requests of 50. Its time is the service's own record of the
+//              run (started → finished: the users targeted, batches cut, every batch answered 200).
+//              Beside it, in the same run, a bare undici loop posts the same bodies (built in this
+//              process beforehand with the service's own wire functions, from the same properties)
+//              to the same sink, with as many requests in flight as the connection allows (its
+//              max_concurrency, 16: the default).
+//   asap       an ASAP message on a cohort ("vip" is true) that starts empty; every 50 ms for
+//              BENCH_LATENCY_SECONDS one new user is made to match through /engage; the latency is
+//              from just before that request to the arrival at the sink of the request carrying that
+//              user (p50, p99). Run after the scheduled message has finished, so they do not mix.
+// Peak RSS is the serve process's VmHWM at the end.
+//
+// Targets (DESIGN.md): within 2x the bare loop, ASAP p99 under 1 s, peak RSS under 500 MB.
+// Environment (all optional): BENCH_PROFILES=1000000, BENCH_LATENCY_SECONDS=20, BENCH_KEEP=1 keeps
+// the data, BENCH_CPU_PROF=DIR runs the serve process under `node --cpu-prof` into DIR (summarise with
+// `node bench/cpu-profile-top.js DIR/CPU.*.cpuprofile`; the largest file is the main thread).
+// Output: progress on stderr; on stdout a table, then one final line holding a JSON object of the figures.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Pool, request } from 'undici';
+import { loadConfig } from '../dist/config.js';
+import { syncMemberHead } from '../dist/cohort-sync/wire.js';
+import { formBody, userJson, BATCH_SIZE } from '../dist/messages/wire.js';
+import { createProject } from '../dist/projects/projects.js';
+import { openStore } from '../dist/store/database.js';
+import { migrateToLatest } from '../dist/store/migrate.js';
+import { api, envInt, freePort, log, ROOT, runMain, sleep, startChild, stopChild, waitForLine, waitReady } from './lib/processes.js';
+
+const PROFILES = Math.floor(envInt('BENCH_PROFILES', 1_000_000));
+const LATENCY_SECONDS = envInt('BENCH_LATENCY_SECONDS', 20);
+const KEEP = process.env.BENCH_KEEP === '1';
+const CPU_PROF = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
+const IN_FLIGHT = 16;
+const TARGETS = { ratio: 2, asap_p99_ms: 1000, peak_rss_mb: 500 };
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+const SINK = path.join(ROOT, 'bench', 'sink-server.js');
+
+const user = (i) => `user-${String(i).padStart(8, '0')}`;
+const CITIES = [['Los Angeles', 'California'], ['Mountain View', 'California'], ['Auckland', 'Auckland'], ['Berlin', 'Berlin']];
+function props(i) {
+  const [city, region] = CITIES[i % CITIES.length];
+  return {
+    $email: `${user(i)}@example.com`,
+    $first_name: 'Harry',
+    $last_name: `Bovik${i % 1000}`,
+    $city: city,
+    $region: region,
+    $country_code: 'US',
+    $created: '2012-11-20T15:26:16',
+    'Last Seen': '2012-11-20T15:26:17',
+    plan: 'free',
+  };
+}
+
+async function load(dir) {
+  const store = openStore(loadConfig({ dataDir: dir }, { ...process.env, DATABASE_URL: '' }));
+  try {
+    await migrateToLatest(store);
+    const project = await createProject(store, 'bench');
+    const now = Date.now();
+    const insert = store.raw.prepare('insert into profiles (project_id, distinct_id, properties, sync_member, created_at, updated_at) values (?, ?, jsonb(?), ?, ?, ?)');
+    const t = performance.now();
+    store.raw.transaction(() => {
+      for (let i = 0; i < PROFILES; i++) insert.run(project.id, user(i), JSON.stringify(props(i)), syncMemberHead(user(i), props(i)), now, now);
+    })();
+    log(`${PROFILES.toLocaleString('en-US')} profiles in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    return project;
+  } finally {
+    await store.close();
+  }
+}
+
+async function until(what, probe, timeoutMs = 900_000, intervalMs = 20) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+const sink = async (origin, p, method = 'GET') => JSON.parse(await (await request(`${origin}${p}`, { method })).body.text());
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
+function peakRssMb(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]) / 1024);
+}
+
+/** The same requests the service makes (users in distinct-id order, 50 a request), posted by a bare loop. */
+async function bareLoop(sinkOrigin) {
+  const bodies = [];
+  for (let first = 0; first < PROFILES; first += BATCH_SIZE) {
+    const users = [];
+    for (let i = first; i < Math.min(PROFILES, first + BATCH_SIZE); i++) users.push(userJson(user(i), JSON.stringify(props(i)), null));
+    bodies.push(formBody(users));
+  }
+  const pool = new Pool(sinkOrigin, { connections: IN_FLIGHT, pipelining: 1 });
+  let next = 0;
+  const t = performance.now();
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (next < bodies.length) {
+        const body = bodies[next++];
+        const res = await pool.request({ method: 'POST', path: '/bare', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+        await res.body.text();
+        if (res.statusCode !== 200) throw new Error(`bare loop: HTTP ${res.statusCode}`);
+      }
+    }),
+  );
+  const ms = performance.now() - t;
+  await pool.close();
+  return { ms, requests: bodies.length, bytes: bodies.reduce((n, b) => n + b.length, 0) };
+}
+
+function form(records) {
+  return `data=${Buffer.from(JSON.stringify(records)).toString('base64')}`;
+}
+
+await runMain(async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cohortcast-bench-messages-'));
+  log(`data in ${dir}`);
+  try {
+    const project = await load(dir);
+    const sinkPort = await freePort();
+    const sinkChild = startChild('sink', [SINK, String(sinkPort)], process.env);
+    await waitForLine(sinkChild, 'ready');
+    const sinkOrigin = `http://127.0.0.1:${sinkPort}`;
+
+    const port = await freePort();
+    const env = { ...process.env, DATABASE_URL: '', COHORTCAST_ALLOW_HTTP: 'true', COHORTCAST_ALLOWED_NETWORKS: '127.0.0.0/8', COHORTCAST_LOG_LEVEL: 'warn' };
+    if (CPU_PROF) fs.mkdirSync(CPU_PROF, { recursive: true });
+    const serve = startChild('serve', [...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []), CLI, 'serve', '--port', String(port), '--data-dir', dir], env);
+    const base = `http://127.0.0.1:${port}`;
+    await waitReady(serve, `${base}/healthz`);
+    const call = (p, method, body) => api(base, project.secret, p, method, body);
+    const connection = await call('/api/v1/connections', 'POST', { name: 'sink', url: `${sinkOrigin}/hook`, max_concurrency: IN_FLIGHT });
+
+    // Scheduled: every profile, at the next minute boundary.
+    const everyone = await call('/api/v1/cohorts', 'POST', { name: 'Everyone', definition: { property: 'plan', op: 'equals', value: 'free' } });
+    const scheduled = await call('/api/v1/messages', 'POST', { name: 'Everyone', cohort_id: everyone.id, connection_id: connection.id, schedule: { type: 'scheduled', cron: '* * * * *', timezone: 'UTC' } });
+    log(`waiting up to a minute for the scheduled run (next minute boundary), then ${Math.ceil(PROFILES / BATCH_SIZE).toLocaleString('en-US')} requests`);
+    const run = await until('the scheduled run to finish', async () => {
+      const { results } = await call(`/api/v1/messages/${scheduled.id}/runs`);
+      const first = results.at(-1);
+      return first?.finished_at ? first : undefined;
+      // Its times are the service's own record: asked for seldom, so the asking costs the service little.
+    }, 900_000, 250);
+    // Later runs find everyone sent: nothing more goes out, but they would be counted; stop them.
+    await call(`/api/v1/messages/${scheduled.id}`, 'PATCH', { enabled: false });
+    if (run.sent !== PROFILES) throw new Error(`the run sent ${run.sent} of ${PROFILES} users (failed ${run.failed}, dropped ${run.dropped})`);
+    const arrived = await sink(sinkOrigin, '/count');
+    const runMs = Date.parse(run.finished_at) - Date.parse(run.started_at);
+    const firstArrivalMs = Math.round(arrived.first_ms - Date.parse(run.started_at));
+    log(`scheduled run: ${PROFILES.toLocaleString('en-US')} users, ${arrived.count.toLocaleString('en-US')} requests in ${runMs} ms (first request ${firstArrivalMs} ms after the start)`);
+
+    // ASAP latency: one new user matching every 50 ms.
+    const vip = await call('/api/v1/cohorts', 'POST', { name: 'VIP', definition: { property: 'vip', op: 'equals', value: true } });
+    const asapConnection = await call('/api/v1/connections', 'POST', { name: 'asap', url: `${sinkOrigin}/asap`, max_concurrency: IN_FLIGHT });
+    const asap = await call('/api/v1/messages', 'POST', { name: 'VIP welcome', cohort_id: vip.id, connection_id: asapConnection.id, schedule: { type: 'asap' } });
+    await until('the ASAP message to start', async () => ((await call(`/api/v1/messages/${asap.id}/runs`)).results.length === 1 ? true : undefined));
+    // Its cohort's members are recorded before it sends: a probe proves it is live.
+    await sink(sinkOrigin, '/_sink/reset', 'POST');
+    const engagePool = new Pool(base, { connections: 2 });
+    const engage = async (records) => {
+      const res = await engagePool.request({ method: 'POST', path: '/engage', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form(records) });
+      if ((await res.body.text()) !== '1') throw new Error('engage refused a probe');
+    };
+    await engage([{ $token: project.token, $distinct_id: 'probe-warmup', $set: { vip: true } }]);
+    await until('the warm-up probe', async () => ((await sink(sinkOrigin, '/count')).count >= 1 ? true : undefined), 60_000);
+    await sink(sinkOrigin, '/_sink/reset?record=1', 'POST');
+    let probes = 0;
+    const end = performance.now() + LATENCY_SECONDS * 1000;
+    while (performance.now() < end) {
+      const i = probes++;
+      const sentAt = performance.timeOrigin + performance.now();
+      await engage([{ $token: project.token, $distinct_id: `probe-${i}`, $set: { vip: true, t: sentAt, i } }]);
+      await sleep(50);
+    }
+    await engagePool.close();
+    const samples = await until('every probe to arrive', async () => {
+      const got = await sink(sinkOrigin, '/_sink/latencies');
+      return got.samples.length >= probes ? got.samples : undefined;
+    }, 60_000);
+    const latencies = samples.map(([, ms]) => ms).sort((a, b) => a - b);
+    const latency = { p50: Math.round(percentile(latencies, 50)), p99: Math.round(percentile(latencies, 99)), max: Math.round(latencies[latencies.length - 1]) };
+    log(`ASAP latency over ${probes} users: p50 ${latency.p50} ms, p99 ${latency.p99} ms`);
+    const rss = peakRssMb(serve.child.pid);
+    await stopChild(serve);
+
+    const bare = await bareLoop(sinkOrigin);
+    log(`bare loop: ${bare.requests.toLocaleString('en-US')} requests (${(bare.bytes / 1e6).toFixed(0)} MB) in ${Math.round(bare.ms)} ms`);
+    await stopChild(sinkChild);
+
+    const ratio = Number((runMs / bare.ms).toFixed(2));
+    const met = { ratio: ratio <= TARGETS.ratio, asap: latency.p99 < TARGETS.asap_p99_ms, rss: rss < TARGETS.peak_rss_mb };
+    const figures = {
+      profiles: PROFILES,
+      requests: arrived.count,
+      scheduled_ms: runMs,
+      first_request_after_ms: firstArrivalMs,
+      bare_ms: Math.round(bare.ms),
+      ratio_to_bare: ratio,
+      users_per_s: Math.round(PROFILES / (runMs / 1000)),
+      bare_users_per_s: Math.round(PROFILES / (bare.ms / 1000)),
+      asap_probes: probes,
+      asap_p50_ms: latency.p50,
+      asap_p99_ms: latency.p99,
+      asap_max_ms: latency.max,
+      peak_rss_mb: rss,
+      ratio_target_met: met.ratio,
+      asap_target_met: met.asap,
+      rss_target_met: met.rss,
+    };
+    console.log(`\n${PROFILES.toLocaleString('en-US')} users, ${arrived.count.toLocaleString('en-US')} requests of up to ${BATCH_SIZE} (SQLite)`);
+    console.log(`${'figure'.padEnd(62)}${'value'.padStart(12)}`);
+    const row = (name, value) => console.log(`${name.padEnd(62)}${String(value).padStart(12)}`);
+    row('scheduled message, run start to last 200, ms', runMs);
+    row('  of which before its first request (targeting), ms', firstArrivalMs);
+    row(`bare undici loop, same bodies, ${IN_FLIGHT} in flight, ms`, Math.round(bare.ms));
+    row(`ratio to the bare loop (target within ${TARGETS.ratio}: ${met.ratio ? 'met' : 'NOT met'})`, ratio);
+    row('users posted per second, cohortcast', figures.users_per_s);
+    row('users posted per second, bare loop', figures.bare_users_per_s);
+    row('ASAP /engage → request at the sink, p50 ms', latency.p50);
+    row(`ASAP /engage → request at the sink, p99 ms (target under 1000: ${met.asap ? 'met' : 'NOT met'})`, latency.p99);
+    row(`peak RSS of the serve process, MB (target under 500: ${met.rss ? 'met' : 'NOT met'})`, rss);
+    console.log(JSON.stringify(figures));
+  } finally {
+    if (!KEEP) fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
