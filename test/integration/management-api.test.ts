@@ -200,7 +200,7 @@ describe('operations endpoints', () => {
     expect(await (await fetch(`${svc.url}/metrics`)).text()).toMatch(/cohortcast_http_request_duration_seconds_bucket\{.*route="\/track"/);
     const doc = (await (await fetch(`${svc.url}/api/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toMatch(/^3\./);
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/v1/profiles', '/api/v1/profiles/{distinct_id}', '/api/v1/events', '/track', '/import']));
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/v1/profiles', '/api/v1/profiles/{distinct_id}', '/api/v1/events', '/track', '/import', '/api/v1/messages', '/api/v1/messages/{id}/recipients']));
     const ui = await fetch(`${svc.url}/api/docs/`);
     expect(ui.status).toBe(200);
     expect(await ui.text()).toMatch(/swagger/i);
