@@ -21,6 +21,8 @@ import { subscriptionRoutes } from './management/subscriptions.js';
 import type { SubscriptionAdmin } from '../subscriptions/admin.js';
 import type { MessageAdmin } from '../messages/admin.js';
 import { messageRoutes } from './management/messages.js';
+import { reportRoutes } from './management/reports.js';
+import { ReportAdmin } from '../reports/admin.js';
 import { cohortRoutes } from './management/cohorts.js';
 import { connectionRoutes } from './management/connections.js';
 import { deliveryRoutes } from './management/deliveries.js';
@@ -123,6 +125,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await api.register(cohortSyncRoutes, { ...config.api, syncs: ctx.syncs });
       await api.register(subscriptionRoutes, { ...config.api, admin: ctx.subscriptions });
       await api.register(messageRoutes, { ...config.api, admin: ctx.messages, store: ctx.store });
+      await api.register(reportRoutes, { ...config.api, admin: new ReportAdmin({ store: ctx.store }) });
     },
     { prefix: '/api/v1' },
   );

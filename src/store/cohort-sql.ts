@@ -66,6 +66,23 @@ function property(dialect: Dialect, column: string, key: string) {
   };
 }
 
+/** One property filter on the JSON column `column` (e.g. `e.properties` of an event), two-valued. */
+export const filterOn = (f: PropertyFilter, column: string, ctx: CompileContext): RawBuilder<boolean> => propertyCondition(f, column, ctx);
+
+/** A numeric JSON property of `column` (null when absent or not a number). */
+export const numberOf = (dialect: Dialect, column: string, key: string): RawBuilder<number | null> => property(dialect, column, key).number as RawBuilder<number | null>;
+
+/**
+ * A JSON property of `column` as the text a breakdown shows: strings as they are, numbers and
+ * booleans as JSON writes them, anything else (absent, null, lists, objects) as null.
+ */
+export function segmentOf(dialect: Dialect, column: string, key: string): RawBuilder<string | null> {
+  const col = sql.ref(column);
+  if (dialect === 'postgres') return sql<string | null>`(case when jsonb_typeof(${col} -> ${key}) in ('string', 'number', 'boolean') then ${col} ->> ${key} end)`;
+  const path = `$."${key}"`;
+  return sql<string | null>`(case json_type(${col}, ${path}) when 'text' then json_extract(${col}, ${path}) when 'integer' then cast(json_extract(${col}, ${path}) as text) when 'real' then cast(json_extract(${col}, ${path}) as text) when 'true' then 'true' when 'false' then 'false' end)`;
+}
+
 /** A date value as the text it is compared with: `YYYY-MM-DDTHH:MM:SS` in UTC, as Mixpanel stores dates. */
 export function dateText(v: DateValue, now: number): string {
   if (typeof v !== 'string') return new Date(now - v.days_ago * DAY_MS).toISOString().slice(0, 19);

@@ -8,6 +8,7 @@ import { syncPagesApart } from './migrations/005_sync_pages_apart.js';
 import { channelsSchedules } from './migrations/006_channels_schedules.js';
 import { subscriptions } from './migrations/007_subscriptions.js';
 import { messages } from './migrations/008_messages.js';
+import { reportsAlerts } from './migrations/009_reports_alerts.js';
 
 /**
  * Ordered by name; never edit a migration that has shipped, add the next one. A migration imports
@@ -22,6 +23,7 @@ const MIGRATIONS: [string, (dialect: Store['dialect']) => Migration][] = [
   ['006_channels_schedules', channelsSchedules],
   ['007_subscriptions', subscriptions],
   ['008_messages', messages],
+  ['009_reports_alerts', reportsAlerts],
 ];
 
 /** Every migration's name, in order: what a fully migrated database has recorded. */

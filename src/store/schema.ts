@@ -386,6 +386,57 @@ export interface MessageBatchesTable {
   reason: string | null;
 }
 
+export interface ReportsTable {
+  id: Generated<number>;
+  project_id: number;
+  name: string;
+  type: 'insights' | 'funnels';
+  /** reports/query.ts ReportQuery, with its defaults filled in. */
+  query: Json;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface AlertsTable {
+  id: Generated<number>;
+  project_id: number;
+  name: string;
+  report_id: number;
+  /** alerts/condition.ts Condition. */
+  condition: Json;
+  /** null: the report's one series; '$any': any segment; else one segment's value. */
+  segment: string | null;
+  frequency: 'hourly' | 'daily' | 'weekly' | 'monthly';
+  /** alerts/windows.ts Windows; null: any time. */
+  windows: Json | null;
+  /** subscriptions/channel-specs.ts ChannelSpec[] (webhook, slack, email). */
+  channels: Json;
+  creator: string | null;
+  creator_email: string | null;
+  state: 'active' | 'invalid';
+  state_reason: string | null;
+  quiet_until: number | null;
+  last_fired_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface AlertChecksTable {
+  id: Generated<number>;
+  alert_id: number;
+  checked_at: number;
+  bucket_from: number;
+  bucket_to: number;
+  segment: string;
+  value: number | null;
+  baseline: number | null;
+  low: number | null;
+  high: number | null;
+  crossed: number;
+  notified: number;
+  note: string | null;
+}
+
 export interface SettingsTable {
   name: string;
   value: string;
@@ -419,6 +470,9 @@ export interface Database {
   message_runs: MessageRunsTable;
   message_recipients: MessageRecipientsTable;
   message_batches: MessageBatchesTable;
+  reports: ReportsTable;
+  alerts: AlertsTable;
+  alert_checks: AlertChecksTable;
 }
 
 /** JSON columns come back as text from SQLite and already parsed from PostgreSQL. */
