@@ -40,6 +40,15 @@ export interface Config {
   subscriptions: SubscriptionsConfig;
   membership: MembershipConfig;
   messages: MessagesConfig;
+  alerts: AlertsConfig;
+}
+
+/** Reports and alerts (seed 000). */
+export interface AlertsConfig {
+  /** How often alerts are looked at; each alert's bucket is checked once, when it has closed. */
+  checkIntervalMs: number;
+  /** The dashboard's public base URL, for the links an alert sends. */
+  publicUrl: string;
 }
 
 /** Webhook messages (seeds 001 and 003). */
@@ -315,6 +324,10 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
       sweepIntervalMs: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_SWEEP_INTERVAL_MS', 60_000, 1),
       sweepSlice: intFromEnv(env, 'COHORTCAST_MEMBERSHIP_SWEEP_SLICE', 5000, 1),
       baseline: baselineFromEnv(env),
+    },
+    alerts: {
+      checkIntervalMs: intFromEnv(env, 'COHORTCAST_ALERT_CHECK_INTERVAL_MS', 60_000, 1),
+      publicUrl: env.COHORTCAST_PUBLIC_URL || `http://${overrides.host ?? env.COHORTCAST_HOST ?? '127.0.0.1'}:${port}`,
     },
     messages: {
       batchIntervalMs: intFromEnv(env, 'COHORTCAST_MESSAGE_BATCH_INTERVAL_MS', 250, 1),

@@ -22,6 +22,8 @@ import type { SubscriptionAdmin } from '../subscriptions/admin.js';
 import type { MessageAdmin } from '../messages/admin.js';
 import { messageRoutes } from './management/messages.js';
 import { reportRoutes } from './management/reports.js';
+import { alertRoutes } from './management/alerts.js';
+import type { AlertAdmin } from '../alerts/admin.js';
 import { ReportAdmin } from '../reports/admin.js';
 import { cohortRoutes } from './management/cohorts.js';
 import { connectionRoutes } from './management/connections.js';
@@ -50,6 +52,7 @@ export interface AppContext {
   syncs: SyncAdmin;
   subscriptions: SubscriptionAdmin;
   messages: MessageAdmin;
+  alerts: AlertAdmin;
 }
 
 const VERSION = '0.1.0';
@@ -126,6 +129,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await api.register(subscriptionRoutes, { ...config.api, admin: ctx.subscriptions });
       await api.register(messageRoutes, { ...config.api, admin: ctx.messages, store: ctx.store });
       await api.register(reportRoutes, { ...config.api, admin: new ReportAdmin({ store: ctx.store }) });
+      await api.register(alertRoutes, { ...config.api, admin: ctx.alerts });
     },
     { prefix: '/api/v1' },
   );

@@ -14,6 +14,7 @@ import { ActionableError } from '../errors.js';
 import { syncsUsingConnection } from '../store/cohort-sync-repo.js';
 import { subscriptionsUsingConnection } from '../store/subscriptions-repo.js';
 import { messagesUsingConnection } from '../store/messages-repo.js';
+import { alertsUsingConnection } from '../store/alerts-repo.js';
 import { iso } from '../iso-time.js';
 
 /** What a client may set on a destination (POST and PATCH). */
@@ -188,6 +189,8 @@ export class ConnectionAdmin {
     if (subscriptions.length > 0) throw new ConnectionError(409, 'connection_in_use', `connection ${id} is used by subscription${subscriptions.length > 1 ? 's' : ''} ${subscriptions.join(', ')}; change or delete those first`);
     const messages = await messagesUsingConnection(this.store.db, projectId, id);
     if (messages.length > 0) throw new ConnectionError(409, 'connection_in_use', `connection ${id} is used by webhook message${messages.length > 1 ? 's' : ''} ${messages.join(', ')}; change or delete those first`);
+    const alerts = await alertsUsingConnection(this.store.db, projectId, id);
+    if (alerts.length > 0) throw new ConnectionError(409, 'connection_in_use', `connection ${id} is used by alert${alerts.length > 1 ? 's' : ''} ${alerts.join(', ')}; change or delete those first`);
     if (!(await deleteConnection(this.store, projectId, id, Date.now()))) throw notFound(id);
     this.engine.connections.forget(id);
   }

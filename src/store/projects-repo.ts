@@ -32,3 +32,7 @@ export async function findProjectBySecretHash(store: Store, secretHash: string):
 export async function listProjects(store: Store): Promise<ProjectRow[]> {
   return store.db.selectFrom('projects').select(['id', 'name', 'token']).orderBy('id').execute();
 }
+
+export async function projectName(db: import('kysely').Kysely<import('./schema.js').Database> | import('kysely').Transaction<import('./schema.js').Database>, id: number): Promise<string | undefined> {
+  return (await db.selectFrom('projects').select('name').where('id', '=', id).executeTakeFirst())?.name;
+}

@@ -416,6 +416,7 @@ export interface AlertsTable {
   state: 'active' | 'invalid';
   state_reason: string | null;
   quiet_until: number | null;
+  checked_to: number | null;
   last_fired_at: number | null;
   created_at: number;
   updated_at: number;

@@ -63,6 +63,13 @@ export interface Envelope {
   test?: true;
 }
 
+/** What a surface sends on a channel when no template says otherwise (an alert's webhook body is Mixpanel's payload, not the envelope). */
+export interface ChannelDefaults {
+  webhookBody?: string;
+  subject?: string;
+  text?: string;
+}
+
 /** A channel with its templates compiled once (a subscription is used for many events). */
 export class CompiledChannel {
   readonly #templates = new Map<string, Template[]>();
@@ -81,7 +88,7 @@ export class CompiledChannel {
    * not JSON, still makes a delivery: one marked unsendable, which fails at its first attempt with
    * the reason in its attempt log (nothing is lost without a trace).
    */
-  deliveries(envelope: Envelope, owner: { kind: string; id: string }): NewDelivery[] {
+  deliveries(envelope: Envelope, owner: { kind: string; id: string }, defaults: ChannelDefaults = {}): NewDelivery[] {
     const base = { projectId: envelope.project_id, ownerKind: owner.kind, ownerId: owner.id, eventId: envelope.event_id };
     const s = this.spec;
     let unsendable: string | undefined;
@@ -96,7 +103,7 @@ export class CompiledChannel {
     const mark = (d: NewDelivery): NewDelivery => (unsendable ? { ...d, headers: { ...d.headers, [UNSENDABLE]: unsendable } } : d);
     switch (s.type) {
       case 'webhook': {
-        let body = rendered('payload_template') ?? JSON.stringify(envelope);
+        let body = rendered('payload_template') ?? defaults.webhookBody ?? JSON.stringify(envelope);
         if (this.#templates.has('payload_template') && !unsendable) {
           try {
             JSON.parse(body);
@@ -108,10 +115,10 @@ export class CompiledChannel {
         return [mark({ ...base, channel: 'webhook', connectionId: s.connection_id, policy: 'standard', contentType: 'application/json', body })];
       }
       case 'slack':
-        return [mark({ ...base, channel: 'slack', connectionId: s.connection_id, policy: 'slack', contentType: 'application/json', body: slackBody(envelope, rendered('text_template')) })];
+        return [mark({ ...base, channel: 'slack', connectionId: s.connection_id, policy: 'slack', contentType: 'application/json', body: slackBody(envelope, rendered('text_template') ?? defaults.text) })];
       case 'email': {
-        const subject = rendered('subject_template') ?? `cohortcast: ${envelope.event_type}${envelope.test ? ' (test)' : ''}`;
-        const text = rendered('body_template') ?? `${envelope.event_type} at ${envelope.created_at}\n\n${JSON.stringify(envelope.data, null, 2)}\n\nevent_id: ${envelope.event_id}`;
+        const subject = rendered('subject_template') ?? defaults.subject ?? `cohortcast: ${envelope.event_type}${envelope.test ? ' (test)' : ''}`;
+        const text = rendered('body_template') ?? defaults.text ?? `${envelope.event_type} at ${envelope.created_at}\n\n${JSON.stringify(envelope.data, null, 2)}\n\nevent_id: ${envelope.event_id}`;
         return [mark({ ...emailDelivery({ projectId: envelope.project_id, to: s.to, subject, text, html: true, ownerKind: owner.kind, ownerId: owner.id }), eventId: envelope.event_id })];
       }
       case 'sms': {

@@ -10,3 +10,4 @@ export {
 } from './cohort-sync.js';
 export { parseMessage, MessageFormatError, type MessageUser } from './messages.js';
 export { CohortMirror, type Receipt } from './session.js';
+export { parseAlert, AlertFormatError, type CustomAlert } from './alerts.js';

@@ -46,6 +46,8 @@ export function reportsAlerts(dialect: Dialect): Migration {
         .addColumn('state_reason', 'text')
         // After it notified: not checked again before this (the start of the next frequency period).
         .addColumn('quiet_until', 'bigint')
+        // The end of the last bucket checked: a bucket is checked once.
+        .addColumn('checked_to', 'bigint')
         .addColumn('last_fired_at', 'bigint')
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .addColumn('updated_at', 'bigint', (c) => c.notNull())
