@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import { emailDelivery } from '../channels/email.js';
 import type { Outbox } from '../delivery/outbox.js';
 import { iso } from '../iso-time.js';
-import { bucketStart } from '../reports/buckets.js';
-import { computeReport, OVERALL, UncomputableError, type ReportResult } from '../reports/compute.js';
+import { boundaries, bucketStart } from '../reports/buckets.js';
+import { computeBuckets, OVERALL, UncomputableError, type Series } from '../reports/compute.js';
 import type { ReportQuery } from '../reports/query.js';
 import type { ScheduledRun, ScheduleHandler } from '../scheduling/scheduler.js';
 import { firstOccurrence } from '../scheduling/timing.js';
@@ -67,27 +67,36 @@ export class AlertChecker implements ScheduleHandler {
     const due = alerts.filter((a) => (a.checked_to ?? 0) < end && !(a.quiet_until !== null && now < a.quiet_until));
     if (due.length === 0) return 0;
     const last = bucketStart(query.interval, query.timezone, end - 1);
-    const from = Math.min(...due.map((a) => startFor(readJson<Condition>(a.condition), query, last)));
-    let result: ReportResult;
+    // The buckets the due alerts need, and no others: the last, the one before it, the same bucket in past weeks.
+    const conditions = due.map((a) => readJson<Condition>(a.condition));
+    const starts = new Set([last]);
+    if (conditions.some((c) => c.type === 'increase' || c.type === 'decrease')) starts.add(bucketStart(query.interval, query.timezone, last - 1));
+    const weeks = Math.max(0, ...conditions.map((c) => (c.type === 'anomaly' ? c.weeks : 0)));
+    for (let k = 1; k <= weeks; k++) starts.add(weekAgo(query, last, k));
+    const buckets = [...starts].sort((a, b) => a - b).map((s): [number, number] => [s, bucketEnd(query, s)]);
+    let series: Series[];
     try {
-      result = await computeReport(store, { project_id: report.project_id, type: report.type, query }, from, end, now);
+      series = await computeBuckets(store, { project_id: report.project_id, type: report.type, query }, buckets, now);
     } catch (err) {
       if (!(err instanceof UncomputableError)) throw err;
       for (const a of due) await this.#invalidate(a, `its report "${report.name}" cannot be computed: ${err.message}`, now);
       return 0;
     }
-    for (const a of due) await this.#check(a, report, query, result, now);
+    const at = (start: number) => buckets.findIndex(([s]) => s === start);
+    for (const a of due) await this.#check(a, report, query, series, { at, last, end }, now);
     return due.length;
   }
 
-  async #check(alert: AlertRow, report: ReportRow, query: ReportQuery, result: ReportResult, now: number): Promise<void> {
+  async #check(alert: AlertRow, report: ReportRow, query: ReportQuery, all: Series[], b: { at: (start: number) => number; last: number; end: number }, now: number): Promise<void> {
     const condition = readJson<Condition>(alert.condition);
-    const i = result.bounds.length - 2;
-    const bucket = { from: result.bounds[i]!, to: result.bounds[i + 1]! };
-    const series = alert.segment === '$any' ? result.series : result.series.filter((s) => s.segment === (alert.segment ?? OVERALL));
+    const bucket = { from: b.last, to: b.end };
+    const i = b.at(b.last);
+    const previous = b.at(bucketStart(query.interval, query.timezone, b.last - 1));
+    const past = condition.type === 'anomaly' ? Array.from({ length: condition.weeks }, (_, k) => b.at(weekAgo(query, b.last, k + 1))) : [];
+    const series = alert.segment === '$any' ? all : all.filter((s) => s.segment === (alert.segment ?? OVERALL));
     if (alert.segment !== null && alert.segment !== '$any' && series.length === 0) series.push({ segment: alert.segment, values: [] });
-    const past = pastIndices(result.bounds, i, query.interval, condition.type === 'anomaly' ? condition.weeks : 0);
-    const checks = series.map((s) => ({ segment: s.segment, value: s.values[i] ?? null, verdict: judge(condition, s.values[i] ?? null, s.values[i - 1] ?? null, past.map((j) => s.values[j] ?? null)) }));
+    const value = (s: Series, j: number) => (j < 0 ? null : (s.values[j] ?? null));
+    const checks = series.map((s) => ({ segment: s.segment, value: value(s, i), verdict: judge(condition, value(s, i), value(s, previous), past.map((j) => value(s, j))) }));
     const crossed = checks.filter((c) => c.verdict.crossed);
     const notify = crossed.length > 0 && inWindow(alert.windows === null ? null : readJson<Windows>(alert.windows), now);
     const note = crossed.length > 0 && !notify ? 'crossed outside the notification window: not sent' : null;
@@ -95,7 +104,7 @@ export class AlertChecker implements ScheduleHandler {
       await insertChecks(trx, checks.map((c) => row(alert.id, now, bucket, c.segment, c.value, c.verdict, notify && c.verdict.crossed, c.verdict.crossed ? note : c.verdict.note)));
       if (!notify) return markChecked(trx, alert.id, { checkedTo: bucket.to }, now);
       // The largest crossing is the one told (any segment: the others are in the history).
-      const first = crossed.sort((a, b) => Math.abs((b.value ?? 0) - (b.verdict.baseline ?? 0)) - Math.abs((a.value ?? 0) - (a.verdict.baseline ?? 0)))[0]!;
+      const first = crossed.sort((x, y) => Math.abs((y.value ?? 0) - (y.verdict.baseline ?? 0)) - Math.abs((x.value ?? 0) - (x.verdict.baseline ?? 0)))[0]!;
       const { deliveries } = await this.send(trx, alert, report, { segment: first.segment, value: first.value!, bucket }, now, false);
       await this.deps.outbox.enqueue(trx, deliveries, now);
       const quietUntil = firstOccurrence(PERIOD[alert.frequency], query.timezone, now) ?? undefined;
@@ -144,27 +153,17 @@ export class AlertChecker implements ScheduleHandler {
 
 export type { AlertPayload };
 
-/** Where a check's computation must start: the bucket checked, the one before it, or the weeks an anomaly learns from. */
-function startFor(c: Condition, q: ReportQuery, last: number): number {
-  if (c.type === 'anomaly') return bucketStart(q.interval, q.timezone, last - c.weeks * WEEK);
-  if (c.type === 'increase' || c.type === 'decrease') return bucketStart(q.interval, q.timezone, last - 1);
-  return last;
+/**
+ * The start of the same bucket `k` weeks before: the same local day or week (a day is found from
+ * two hours into it, so a daylight-saving change does not move it to the day before); for hours,
+ * exactly k × 168 hours earlier.
+ */
+function weekAgo(q: ReportQuery, start: number, k: number): number {
+  if (q.interval === 'hour') return start - k * WEEK;
+  return bucketStart(q.interval, q.timezone, start - k * WEEK + 2 * 3_600_000);
 }
 
-/** The buckets of the same time in the past `weeks` weeks: the same local day (daily), week (weekly), or hour a week of hours back (hourly). */
-function pastIndices(bounds: number[], i: number, interval: ReportQuery['interval'], weeks: number): number[] {
-  const out: number[] = [];
-  for (let k = 1; k <= weeks; k++) {
-    if (interval === 'day') out.push(i - 7 * k);
-    else if (interval === 'week') out.push(i - k);
-    else {
-      const target = bounds[i]! - k * WEEK;
-      const j = bounds.findIndex((b) => b >= target);
-      out.push(j);
-    }
-  }
-  return out.filter((j) => j >= 0);
-}
+const bucketEnd = (q: ReportQuery, start: number): number => boundaries(q.interval, q.timezone, start, start + 1)[1]!;
 
 function row(alertId: number, now: number, bucket: { from: number; to: number }, segment: string, value: number | null, v: Verdict, notified: boolean, note: string | null) {
   return { alert_id: alertId, checked_at: now, bucket_from: bucket.from, bucket_to: bucket.to, segment, value, baseline: v.baseline, low: v.low, high: v.high, crossed: v.crossed ? 1 : 0, notified: notified ? 1 : 0, note };

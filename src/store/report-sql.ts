@@ -31,9 +31,23 @@ export interface InsightRow {
   v: number | null;
 }
 
-function bucketOf(column: RawBuilder<unknown>, bounds: number[]): RawBuilder<number> {
-  const whens = bounds.slice(1).map((end, i) => sql`when ${column} < ${end} then ${i}`);
+/** Time ranges [from, to), in order and apart (an alert needs its bucket and the same bucket of past weeks, not the weeks between). */
+export type Ranges = [number, number][];
+
+/** The index of the range `column` falls in. */
+function bucketOf(column: RawBuilder<unknown>, ranges: Ranges): RawBuilder<number> {
+  const whens = ranges.map(([, end], i) => sql`when ${column} < ${end} then ${i}`);
   return sql<number>`(case ${sql.join(whens, sql` `)} end)`;
+}
+
+/** `column` within one of the ranges: one interval when they touch, else each of them. */
+function within(column: RawBuilder<unknown>, ranges: Ranges): RawBuilder<boolean> {
+  const touching = ranges.every((r, i) => i === 0 || ranges[i - 1]![1] === r[0]);
+  if (touching) return sql<boolean>`${column} >= ${ranges[0]![0]} and ${column} < ${ranges.at(-1)![1]}`;
+  return sql<boolean>`(${sql.join(
+    ranges.map(([a, b]) => sql`(${column} >= ${a} and ${column} < ${b})`),
+    sql` or `,
+  )})`;
 }
 
 /** Conditions on the profile `p`: its filters and its cohort (a left join: a user with no profile matches none). */
@@ -52,18 +66,18 @@ export function dailyCountsAnswer(q: InsightsQuery): boolean {
   return (q.measure.type === 'total' || q.measure.type === 'unique') && q.where.length === 0 && q.breakdown?.on !== 'event' && q.interval !== 'hour' && ['UTC', 'Etc/UTC', 'GMT', 'Etc/GMT'].includes(q.timezone);
 }
 
-export async function insightRows(db: Db, q: InsightsQuery, bounds: number[], ctx: ReportContext): Promise<InsightRow[]> {
+export async function insightRows(db: Db, q: InsightsQuery, ranges: Ranges, ctx: ReportContext): Promise<InsightRow[]> {
   const profile = needsProfile(q, ctx);
   const seg = q.breakdown ? segmentOf(ctx.dialect, q.breakdown.on === 'profile' ? 'p.properties' : 'e.properties', q.breakdown.property) : sql`null`;
   const conds = profileConditions(q, ctx);
   if (dailyCountsAnswer(q)) {
-    const days = bounds.map((b) => Math.round(b / DAY_MS));
+    const days: Ranges = ranges.map(([a, b]) => [Math.round(a / DAY_MS), Math.round(b / DAY_MS)]);
     const agg = q.measure.type === 'total' ? sql`sum(c.count)` : sql`count(distinct c.distinct_id)`;
     const join = profile ? sql`left join profiles as p on p.project_id = c.project_id and p.distinct_id = c.distinct_id` : sql``;
     const segment = q.breakdown ? segmentOf(ctx.dialect, 'p.properties', q.breakdown.property) : sql`null`;
     const { rows } = await sql<InsightRow>`select ${bucketOf(sql`c.day`, days)} as b, ${segment} as s, ${agg} as v
       from event_daily_counts as c ${join}
-      where c.project_id = ${ctx.projectId} and c.day >= ${days[0]} and c.day < ${days.at(-1)}${q.event === null ? sql`` : sql` and c.event = ${q.event}`}${and(conds)}
+      where c.project_id = ${ctx.projectId}${q.event === null ? sql`` : sql` and c.event = ${q.event}`} and ${within(sql`c.day`, days)}${and(conds)}
       group by 1, 2`.execute(db);
     return rows.map(numeric);
   }
@@ -79,9 +93,9 @@ export async function insightRows(db: Db, q: InsightsQuery, bounds: number[], ct
           : sql`${sql.raw(q.measure.type)}(${value})`;
   const join = profile ? sql`left join profiles as p on p.project_id = e.project_id and p.distinct_id = e.distinct_id` : sql``;
   const where = [...q.where.map((f) => filterOn(f, 'e.properties', c)), ...conds];
-  const { rows } = await sql<InsightRow>`select ${bucketOf(sql`e.time`, bounds)} as b, ${seg} as s, ${agg} as v
+  const { rows } = await sql<InsightRow>`select ${bucketOf(sql`e.time`, ranges)} as b, ${seg} as s, ${agg} as v
     from events as e ${join}
-    where e.project_id = ${ctx.projectId} and e.time >= ${bounds[0]} and e.time < ${bounds.at(-1)}${q.event === null ? sql`` : sql` and e.event = ${q.event}`}${and(where)}
+    where e.project_id = ${ctx.projectId} and ${within(sql`e.time`, ranges)}${q.event === null ? sql`` : sql` and e.event = ${q.event}`}${and(where)}
     group by 1, 2`.execute(db);
   return rows.map(numeric);
 }
