@@ -144,8 +144,22 @@ describe(`hostile input on ${dialectUnderTest}`, () => {
           properties: fc.oneof(scalar, fc.array(oddText, { maxLength: 300 })),
         }, { requiredKeys: [] })
         .map((b) => ({ path: '/api/v1/messages', body: b })),
+      fc
+        .record({
+          name: fc.oneof(oddText, hostileName),
+          type: fc.oneof(fc.constantFrom('insights', 'funnels'), oddText),
+          query: fc.oneof(
+            scalar,
+            fc.record({ event: fc.oneof(hostileName, scalar), measure: fc.record({ type: fc.oneof(fc.constantFrom('total', 'unique', 'sum', 'average'), oddText), property: hostileName }, { requiredKeys: ['type'] }), where: fc.array(filter, { maxLength: 20 }), profile_where: fc.array(filter, { maxLength: 20 }), breakdown: fc.record({ property: hostileName, on: fc.constantFrom('event', 'profile'), limit: scalar }, { requiredKeys: [] }), interval: fc.oneof(fc.constantFrom('hour', 'day', 'week'), oddText), timezone: fc.oneof(oddText, fc.constantFrom('UTC', 'Asia/Kolkata')) }, { requiredKeys: [] }),
+            fc.record({ steps: fc.array(fc.record({ event: hostileName, where: fc.array(filter, { maxLength: 5 }) }), { maxLength: 25 }), window_days: scalar, window_hours: scalar, measure: fc.oneof(fc.constantFrom('conversion', 'completed'), oddText) }, { requiredKeys: [] }),
+          ),
+        }, { requiredKeys: [] })
+        .map((b) => ({ path: '/api/v1/reports', body: b })),
+      fc
+        .record({ name: fc.oneof(oddText, hostileName), report_id: scalar, condition: fc.oneof(scalar, fc.record({ type: fc.oneof(fc.constantFrom('above', 'increase', 'anomaly'), oddText), value: scalar, by: scalar, unit: oddText, sensitivity: scalar, weeks: scalar }, { requiredKeys: [] })), segment: fc.oneof(oddText, fc.constant(null)), frequency: oddText, windows: fc.oneof(scalar, fc.record({ days_of_week: fc.array(oddText, { maxLength: 10 }), from: oddText, to: oddText, timezone: oddText }, { requiredKeys: [] })), channels: fc.array(fc.record({ type: fc.oneof(fc.constantFrom('webhook', 'email'), oddText), connection_id: scalar, to: fc.array(oddText, { maxLength: 5 }) }, { requiredKeys: ['type'] }), { maxLength: 12 }), creator_email: oddText }, { requiredKeys: [] })
+        .map((b) => ({ path: '/api/v1/alerts', body: b })),
     );
-    const query = fc.record({ path: fc.constantFrom('/api/v1/profiles', '/api/v1/events', '/api/v1/cohorts', '/api/v1/deliveries', '/api/v1/connections', '/api/v1/subscriptions', '/api/v1/messages', '/api/v1/messages/1/recipients', '/api/v1/messages/1/runs'), key: fc.oneof(fc.constantFrom('limit', 'cursor', 'distinct_id', 'event', 'from', 'state', 'event_id'), hostileName.map((n) => `property.${n}`)), value: fc.oneof(oddText, fc.integer().map(String), fc.constant('1e400')) });
+    const query = fc.record({ path: fc.constantFrom('/api/v1/profiles', '/api/v1/events', '/api/v1/cohorts', '/api/v1/deliveries', '/api/v1/connections', '/api/v1/subscriptions', '/api/v1/messages', '/api/v1/messages/1/recipients', '/api/v1/messages/1/runs', '/api/v1/reports', '/api/v1/alerts', '/api/v1/alerts/1/history'), key: fc.oneof(fc.constantFrom('limit', 'cursor', 'distinct_id', 'event', 'from', 'state', 'event_id'), hostileName.map((n) => `property.${n}`)), value: fc.oneof(oddText, fc.integer().map(String), fc.constant('1e400')) });
     await fc.assert(
       fc.asyncProperty(fc.oneof(body, query), async (req) => {
         loop.reset();
@@ -159,6 +173,13 @@ describe(`hostile input on ${dialectUnderTest}`, () => {
             await expectCalm(count, 'counting an accepted cohort');
             expect(count.status, 'a cohort accepted with 201 is evaluable').toBe(200);
             await svc.api(`/api/v1/cohorts/${id}`, { method: 'DELETE' });
+          }
+          if (req.path === '/api/v1/reports' && res.status === 201) {
+            const { id } = JSON.parse(text) as { id: number };
+            const result = await svc.api(`/api/v1/reports/${id}/result`);
+            await expectCalm(result, 'computing an accepted report');
+            expect(result.status, 'a report accepted with 201 can be computed').toBe(200);
+            await svc.api(`/api/v1/reports/${id}`, { method: 'DELETE' });
           }
         } else {
           const res = await svc.api(`${req.path}?${encodeURIComponent(req.key.toWellFormed())}=${encodeURIComponent(req.value.toWellFormed())}`);
