@@ -116,6 +116,8 @@ describe(`alerts on ${dialectUnderTest}`, () => {
       creator: 'Ada',
       creator_email: 'ada@example.com',
     });
+    // Firing is also an event for subscriptions.
+    await created('/api/v1/subscriptions', { name: 'alerts', event_types: ['alert.fired'], channels: [{ type: 'webhook', connection_id: await connection('/events') }] });
     const windowed = await created('/api/v1/alerts', { name: 'Office hours only', report_id: purchases, condition: { type: 'above', value: 30 }, frequency: 'hourly', windows: { from: '12:00', to: '18:00', timezone: 'UTC' }, channels: [{ type: 'webhook', connection_id: await connection('/windowed') }] });
     const rise = await created('/api/v1/alerts', { name: 'Purchases up 100%', report_id: purchases, condition: { type: 'increase', by: 100, unit: 'percent' }, frequency: 'hourly', channels: [{ type: 'webhook', connection_id: await connection('/rise') }] });
     const fall = await created('/api/v1/alerts', { name: 'Purchases down 50%', report_id: purchases, condition: { type: 'decrease', by: 50, unit: 'percent' }, frequency: 'hourly', channels: [{ type: 'webhook', connection_id: await connection('/fall') }] });
@@ -158,6 +160,11 @@ describe(`alerts on ${dialectUnderTest}`, () => {
     expect((await history(rise)).filter((c) => c.crossed).map((c) => c.bucket.from)).toEqual([new Date(B + 6 * H).toISOString()]);
     expect(parseAlert(at('/fall')[0]!.body).condition).toMatchObject({ operator: 'decreases by more than', current_value: '10' });
     expect((await history(fall)).filter((c) => c.crossed).map((c) => c.bucket.from)).toEqual([new Date(B + 8 * H).toISOString()]);
+
+    // One alert.fired event for each firing (4: the windowed alert sent nothing), with the payload as its data.
+    const events = await waitFor('the alert.fired events', () => (at('/events').length === 4 ? at('/events').map((r) => JSON.parse(r.body)) : undefined), 10_000);
+    expect(events.map((e) => e.event_type)).toEqual(Array(4).fill('alert.fired'));
+    expect(events.find((e) => e.data.alert.id === above).data).toEqual(body);
 
     // Any segment: the app's 45 crossed, the web's 5 did not.
     const seg = parseAlert(at('/any')[0]!.body);

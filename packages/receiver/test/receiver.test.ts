@@ -4,6 +4,8 @@ import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { webhookHeaders, generateSigningSecret } from '../../../src/delivery/signing.js';
 import {
+  AlertFormatError,
+  parseAlert,
   CohortMirror,
   CohortSyncFormatError,
   cohortSyncReply,
@@ -144,5 +146,29 @@ describe('parseMessage', () => {
   ])('refuses %s', (_name, body, message) => {
     expect(() => parseMessage(body)).toThrow(MessageFormatError);
     expect(() => parseMessage(body)).toThrow(message);
+  });
+});
+
+describe('parseAlert and its JSON Schema', () => {
+  const alert = {
+    event_type: 'custom_alert_triggered',
+    alert: { id: 4, name: '[TEST] Spike', creator: null, creator_email: null, project_id: 1, project_name: 'Shop', fired_at: '2026-06-01T07:00:00.000Z', workspace_id: 1, workspace_name: 'Shop' },
+    condition: { type: 'absolute', operator: 'greater than', threshold: 30, current_value: '50', formatted_value: '50', sentence: 'Purchases was 50: above 30.' },
+    report: { name: 'Purchases', type: 'insights', url: 'https://x.example/reports/1' },
+    links: { report_url: 'https://x.example/reports/1', edit_alert_url: 'https://x.example/alerts/4', root_cause_analysis_url: 'https://x.example/reports/1?from=a' },
+  };
+  const validate = new Ajv({ allErrors: true }).compile(JSON.parse(fs.readFileSync(new URL('../schema/custom-alert.schema.json', import.meta.url), 'utf8')));
+
+  it('accepts an alert, tells a test, and the schema agrees', () => {
+    expect(parseAlert(JSON.stringify(alert))).toMatchObject({ isTest: true, condition: { current_value: '50' } });
+    expect(validate(alert)).toBe(true);
+  });
+
+  it('names what is wrong, as the schema does', () => {
+    const numeric = { ...alert, condition: { ...alert.condition, current_value: 50 } };
+    expect(() => parseAlert(numeric)).toThrow(new AlertFormatError('condition.current_value', 'missing or of the wrong type'));
+    expect(validate(numeric)).toBe(false);
+    expect(() => parseAlert({ ...alert, event_type: 'other' })).toThrow('event_type');
+    expect(() => parseAlert('{')).toThrow('body: not JSON');
   });
 });
