@@ -21,15 +21,19 @@
 //              from just before that request to the arrival at the sink of the request carrying that
 //              user (p50, p99). Run after the scheduled run has finished (and the message disabled),
 //              on a second connection (path /asap), so the two do not mix.
-// Peak RSS is the serve process's VmHWM at the end (after both). Every setting is the service's
-// default (scheduler poll 1 s, batch interval 250 ms, 64 batches in flight): the run's own record
-// starts when the scheduler picks it up, so the poll interval does not count in its time.
+// Every setting of the service is its default (scheduler poll 1 s, batch interval 250 ms, 64
+// batches in flight): the run's own record starts when the scheduler picks it up, so the poll
+// interval does not count in its time. CPU seconds (user + system, all threads, from /proc) are
+// counted beside both: the serve process's and the sink's from the minute boundary to the run's
+// end, the bare loop's own and the sink's around it (on a machine busy with other work, wall times
+// grow where these do not). Peak RSS is the serve process's VmHWM at the end (after both).
 //
 // Targets (DESIGN.md): within 2x the bare loop, ASAP p99 under 1 s, peak RSS under 500 MB.
 // Environment (all optional): BENCH_PROFILES=1000000, BENCH_LATENCY_SECONDS=20, BENCH_KEEP=1 keeps
 // the data, BENCH_CPU_PROF=DIR runs the serve process under `node --cpu-prof` into DIR (summarise with
 // `node bench/cpu-profile-top.js DIR/CPU.*.cpuprofile`; the largest file is the main thread).
-// Output: progress on stderr; on stdout a table, then one final line holding a JSON object of the figures.
+// Output: progress on stderr; on stdout a table (and a note when the load average was above 1 at the
+// start), then one final line holding a JSON object of the figures.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,7 +45,7 @@ import { formBody, userJson, BATCH_SIZE } from '../dist/messages/wire.js';
 import { createProject } from '../dist/projects/projects.js';
 import { openStore } from '../dist/store/database.js';
 import { migrateToLatest } from '../dist/store/migrate.js';
-import { api, envInt, freePort, log, onCleanup, ROOT, runMain, sleep, startChild, stopChild, waitForLine, waitReady } from './lib/processes.js';
+import { api, cpuSeconds, envInt, freePort, log, noteMachineLoad, onCleanup, ROOT, runMain, sleep, startChild, stopChild, waitForLine, waitReady } from './lib/processes.js';
 
 const PROFILES = Math.floor(envInt('BENCH_PROFILES', 1_000_000));
 const LATENCY_SECONDS = envInt('BENCH_LATENCY_SECONDS', 20);
@@ -108,7 +112,7 @@ function peakRssMb(pid) {
 }
 
 /** The same requests the service makes (users in distinct-id order, 50 a request), posted by a bare loop. */
-async function bareLoop(sinkOrigin, inFlight) {
+async function bareLoop(sinkOrigin, sinkPid, inFlight) {
   const bodies = [];
   for (let first = 0; first < PROFILES; first += BATCH_SIZE) {
     const users = [];
@@ -117,6 +121,7 @@ async function bareLoop(sinkOrigin, inFlight) {
   }
   const pool = new Pool(sinkOrigin, { connections: inFlight, pipelining: 1 });
   let next = 0;
+  const cpu = { self: process.cpuUsage(), sink: cpuSeconds(sinkPid) };
   const t = performance.now();
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
@@ -129,8 +134,10 @@ async function bareLoop(sinkOrigin, inFlight) {
     }),
   );
   const ms = performance.now() - t;
+  const self = process.cpuUsage(cpu.self);
+  const cpuS = { self: (self.user + self.system) / 1e6, sink: cpuSeconds(sinkPid) - cpu.sink };
   await pool.close();
-  return { ms, requests: bodies.length, bytes: bodies.reduce((n, b) => n + b.length, 0) };
+  return { ms, cpuS, requests: bodies.length, bytes: bodies.reduce((n, b) => n + b.length, 0) };
 }
 
 function form(records) {
@@ -142,6 +149,8 @@ await runMain(async () => {
   // Removed after the children have stopped, however the run ends (an error, Ctrl-C).
   if (!KEEP) onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
   log(`data in ${dir}`);
+  const notes = [];
+  noteMachineLoad(notes);
   const project = await load(dir);
   const sinkPort = await freePort();
   const sinkChild = startChild('sink', [SINK, String(sinkPort)], process.env);
@@ -162,7 +171,10 @@ await runMain(async () => {
   // Scheduled: every profile, at the next minute boundary.
   const everyone = await call('/api/v1/cohorts', 'POST', { name: 'Everyone', definition: { property: 'plan', op: 'equals', value: 'free' } });
   const scheduled = await call('/api/v1/messages', 'POST', { name: 'Everyone', cohort_id: everyone.id, connection_id: connection.id, schedule: { type: 'scheduled', cron: '* * * * *', timezone: 'UTC' } });
-  log(`waiting ${Math.ceil((60_000 - (Date.now() % 60_000)) / 1000)} s for the scheduled run (the next minute boundary), then ${Math.ceil(PROFILES / BATCH_SIZE).toLocaleString('en-US')} requests, ${inFlight} in flight`);
+  const boundary = Math.ceil((Date.now() + 1) / 60_000) * 60_000;
+  log(`waiting ${Math.ceil((boundary - Date.now()) / 1000)} s for the scheduled run (the next minute boundary), then ${Math.ceil(PROFILES / BATCH_SIZE).toLocaleString('en-US')} requests, ${inFlight} in flight`);
+  await sleep(boundary - Date.now());
+  const cpuAtStart = { serve: cpuSeconds(serve.child.pid), sink: cpuSeconds(sinkChild.child.pid) };
   const run = await until('the scheduled run to finish', async () => {
     const { results } = await call(`/api/v1/messages/${scheduled.id}/runs`);
     const first = results.at(-1); // newest first: the first run is the last
@@ -170,13 +182,14 @@ await runMain(async () => {
     return first?.finished_at && first.sent === first.users ? first : undefined;
     // Its times are the service's own record: asked for seldom, so the asking costs the service little.
   }, 900_000, 250);
+  const runCpuS = { serve: cpuSeconds(serve.child.pid) - cpuAtStart.serve, sink: cpuSeconds(sinkChild.child.pid) - cpuAtStart.sink };
   // Later runs find everyone sent: nothing more goes out, but they would be counted; stop them.
   await call(`/api/v1/messages/${scheduled.id}`, 'PATCH', { enabled: false });
   if (run.sent !== PROFILES) throw new Error(`the run sent ${run.sent} of ${PROFILES} users (failed ${run.failed}, dropped ${run.dropped})`);
   const arrived = await sink(sinkOrigin, '/count');
   const runMs = Date.parse(run.finished_at) - Date.parse(run.started_at);
   const firstArrivalMs = Math.round(arrived.first_ms - Date.parse(run.started_at));
-  log(`scheduled run: ${PROFILES.toLocaleString('en-US')} users, ${arrived.count.toLocaleString('en-US')} requests in ${runMs} ms (first request ${firstArrivalMs} ms after the start)`);
+  log(`scheduled run: ${PROFILES.toLocaleString('en-US')} users, ${arrived.count.toLocaleString('en-US')} requests in ${runMs} ms (first request ${firstArrivalMs} ms after the start); CPU: serve ${runCpuS.serve.toFixed(1)} s, sink ${runCpuS.sink.toFixed(1)} s`);
 
   // ASAP latency: one new user matching every 50 ms.
   const vip = await call('/api/v1/cohorts', 'POST', { name: 'VIP', definition: { property: 'vip', op: 'equals', value: true } });
@@ -215,8 +228,12 @@ await runMain(async () => {
   const rss = peakRssMb(serve.child.pid);
   await stopChild(serve);
 
-  const bare = await bareLoop(sinkOrigin, inFlight);
-  log(`bare loop: ${bare.requests.toLocaleString('en-US')} requests (${(bare.bytes / 1e6).toFixed(0)} MB) in ${Math.round(bare.ms)} ms`);
+  // The sink stops reading bodies for latencies (as during the scheduled run): it only counts them.
+  await sink(sinkOrigin, '/_sink/reset', 'POST');
+  const bare = await bareLoop(sinkOrigin, sinkChild.child.pid, inFlight);
+  const bareArrived = (await sink(sinkOrigin, '/count')).count;
+  if (bareArrived !== bare.requests) throw new Error(`the sink counted ${bareArrived} of the bare loop's ${bare.requests} requests`);
+  log(`bare loop: ${bare.requests.toLocaleString('en-US')} requests (${(bare.bytes / 1e6).toFixed(0)} MB) in ${Math.round(bare.ms)} ms; CPU: loop ${bare.cpuS.self.toFixed(1)} s, sink ${bare.cpuS.sink.toFixed(1)} s`);
   await stopChild(sinkChild);
 
   const ratio = Number((runMs / bare.ms).toFixed(2));
@@ -231,6 +248,10 @@ await runMain(async () => {
     ratio_to_bare: ratio,
     users_per_s: Math.round(PROFILES / (runMs / 1000)),
     bare_users_per_s: Math.round(PROFILES / (bare.ms / 1000)),
+    serve_cpu_s: Number(runCpuS.serve.toFixed(2)),
+    sink_cpu_s: Number(runCpuS.sink.toFixed(2)),
+    bare_cpu_s: Number(bare.cpuS.self.toFixed(2)),
+    bare_sink_cpu_s: Number(bare.cpuS.sink.toFixed(2)),
     asap_probes: probes,
     asap_p50_ms: latency.p50,
     asap_p99_ms: latency.p99,
@@ -239,6 +260,7 @@ await runMain(async () => {
     ratio_target_met: met.ratio,
     asap_target_met: met.asap,
     rss_target_met: met.rss,
+    notes,
   };
   console.log(`\n${PROFILES.toLocaleString('en-US')} users, ${arrived.count.toLocaleString('en-US')} requests of up to ${BATCH_SIZE} (SQLite)`);
   console.log(`${'figure'.padEnd(76)}${'value'.padStart(12)}`);
@@ -249,8 +271,13 @@ await runMain(async () => {
   row(`ratio to the bare loop (target within ${TARGETS.ratio}: ${met.ratio ? 'met' : 'NOT met'})`, ratio);
   row('users posted per second, cohortcast', figures.users_per_s);
   row('users posted per second, bare loop', figures.bare_users_per_s);
+  row('CPU during the run: serve process (all threads), s', figures.serve_cpu_s);
+  row('CPU during the run: sink, s', figures.sink_cpu_s);
+  row('CPU during the bare loop: the loop, s', figures.bare_cpu_s);
+  row('CPU during the bare loop: sink, s', figures.bare_sink_cpu_s);
   row('ASAP /engage → request at the sink, p50 ms', latency.p50);
   row(`ASAP /engage → request at the sink, p99 ms (target under 1000: ${met.asap ? 'met' : 'NOT met'})`, latency.p99);
   row(`peak RSS of the serve process, MB (target under 500: ${met.rss ? 'met' : 'NOT met'})`, rss);
+  for (const note of notes) console.log(`note: ${note}`);
   console.log(JSON.stringify(figures));
 });
