@@ -5,12 +5,10 @@ import { bucketStart } from '../reports/buckets.js';
 import { computeReport, OVERALL, UncomputableError } from '../reports/compute.js';
 import type { ReportQuery } from '../reports/query.js';
 import { alertHistory, deleteAlert, findAlert, insertAlert, listAlerts, updateAlert, type AlertCheckRow, type AlertFields, type AlertRow } from '../store/alerts-repo.js';
-import { findConnection } from '../store/connections-repo.js';
 import type { Store } from '../store/database.js';
 import { findReport } from '../store/reports-repo.js';
 import { readJson } from '../store/schema.js';
-import { ChannelSpecError, parseChannel, type ChannelSpec } from '../subscriptions/channel-specs.js';
-import { TemplateError } from '../subscriptions/templates.js';
+import { checkChannels } from '../subscriptions/channel-check.js';
 import type { AlertChecker } from './checker.js';
 import { ConditionError, parseCondition, type Condition } from './condition.js';
 import { parseWindows, WindowsError, type Windows } from './windows.js';
@@ -141,20 +139,9 @@ export class AlertAdmin {
     } else if (segment !== null) throw invalid(`segment: report ${report.id} has no breakdown, so no segment`);
     const rawChannels = input.channels ?? readJson<unknown[]>(current!.channels);
     if (!Array.isArray(rawChannels) || rawChannels.length === 0 || rawChannels.length > 10) throw invalid('channels: expected 1 to 10 channels (webhook, slack, email)');
-    const channels: ChannelSpec[] = [];
-    for (const [i, c] of rawChannels.entries()) {
-      let spec: ChannelSpec;
-      try {
-        spec = parseChannel(c, `channels[${i}]`);
-      } catch (err) {
-        if (err instanceof ChannelSpecError) throw invalid(err.message);
-        if (err instanceof TemplateError) throw new ActionableError(400, 'invalid_template', err.message);
-        throw err;
-      }
-      if (spec.type === 'sms') throw invalid(`channels[${i}].type: alerts notify by webhook, slack or email`);
-      if (spec.type !== 'email' && !(await findConnection(store, projectId, spec.connection_id))) throw invalid(`channels[${i}].connection_id: no connection ${spec.connection_id} in this project`);
-      channels.push(spec);
-    }
+    const sms = rawChannels.findIndex((c) => typeof c === 'object' && c !== null && (c as { type?: unknown }).type === 'sms');
+    if (sms >= 0) throw invalid(`channels[${sms}].type: alerts notify by webhook, slack or email`);
+    const channels = await checkChannels(store, projectId, rawChannels, 'invalid_alert');
     return { name, report_id: report.id, condition, segment: segment as string | null, frequency: frequency as AlertFields['frequency'], windows, channels, creator: creator as string | null, creator_email: creatorEmail as string | null };
   }
 }

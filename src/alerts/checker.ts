@@ -17,7 +17,7 @@ import { CompiledChannel, type ChannelSpec, type Envelope } from '../subscriptio
 import { newEventId, type Emitter } from '../subscriptions/emitter.js';
 import { judge, type Condition, type Verdict } from './condition.js';
 import { inWindow, type Windows } from './windows.js';
-import { alertPayload, alertText, type AlertPayload } from './wire.js';
+import { alertPayload, alertText } from './wire.js';
 
 type Trx = Transaction<Database>;
 export const ALERT_OWNER = 'alert';
@@ -150,8 +150,6 @@ export class AlertChecker implements ScheduleHandler {
     this.deps.wake();
   }
 }
-
-export type { AlertPayload };
 
 /**
  * The start of the same bucket `k` weeks before: the same local day or week (a day is found from

@@ -154,6 +154,3 @@ export function parseQuery(type: unknown, v: unknown): { type: ReportType; query
   if (measure !== 'conversion' && measure !== 'completed') throw new QueryError('query.measure', 'expected "conversion" (the rate completing, %) or "completed" (the users completing)');
   return { type, query: { steps, window_ms: windowMs, measure, ...common(v, 'query') } };
 }
-
-/** The cohorts a query names (a report cannot be computed once one is gone). */
-export const queryCohort = (q: ReportQuery): number | null => q.cohort_id;

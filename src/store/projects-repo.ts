@@ -1,3 +1,5 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from './schema.js';
 import type { Store } from './database.js';
 
 export interface ProjectRow {
@@ -33,6 +35,6 @@ export async function listProjects(store: Store): Promise<ProjectRow[]> {
   return store.db.selectFrom('projects').select(['id', 'name', 'token']).orderBy('id').execute();
 }
 
-export async function projectName(db: import('kysely').Kysely<import('./schema.js').Database> | import('kysely').Transaction<import('./schema.js').Database>, id: number): Promise<string | undefined> {
+export async function projectName(db: Kysely<Database> | Transaction<Database>, id: number): Promise<string | undefined> {
   return (await db.selectFrom('projects').select('name').where('id', '=', id).executeTakeFirst())?.name;
 }

@@ -1,10 +1,8 @@
 import { parseDefinition, DefinitionError, type PropertyFilter } from '../cohorts/definition.js';
-import { TWILIO_MESSAGES_PATH } from '../channels/sms.js';
 import type { DeliveryEngine } from '../delivery/engine.js';
 import { ActionableError } from '../errors.js';
 import { iso } from '../iso-time.js';
 import { cohortDefinitions } from '../store/cohorts-repo.js';
-import { findConnection } from '../store/connections-repo.js';
 import type { Store } from '../store/database.js';
 import { refreshWatches } from '../membership/watches.js';
 import { readJson } from '../store/schema.js';
@@ -17,11 +15,11 @@ import {
   type SubscriptionFields,
   type SubscriptionRow,
 } from '../store/subscriptions-repo.js';
-import { ChannelSpecError, CompiledChannel, isObject, parseChannel, type ChannelSpec, type Envelope } from './channel-specs.js';
+import { CompiledChannel, isObject, type ChannelSpec, type Envelope } from './channel-specs.js';
+import { checkChannels } from './channel-check.js';
 import { newEventId } from './emitter.js';
 import { EVENT_TYPES, EVENT_TYPE_NAMES, MEMBER_EVENTS } from './event-types.js';
 import type { EventFilter, SubscriptionIndex } from './index.js';
-import { TemplateError } from './templates.js';
 
 export interface SubscriptionInput {
   name?: string;
@@ -148,25 +146,7 @@ export class SubscriptionAdmin {
     }
     const filter = f.event_filter === null ? null : this.#filter(f.event_filter, types);
     if (f.channels.length === 0 || f.channels.length > 10) throw invalid('channels: expected 1 to 10 channels');
-    const channels: ChannelSpec[] = [];
-    for (const [i, c] of f.channels.entries()) {
-      let spec: ChannelSpec;
-      try {
-        spec = parseChannel(c, `channels[${i}]`);
-      } catch (err) {
-        if (err instanceof ChannelSpecError) throw invalid(err.message);
-        if (err instanceof TemplateError) throw new ActionableError(400, 'invalid_template', err.message);
-        throw err;
-      }
-      if (spec.type !== 'email') {
-        const connection = await findConnection(this.deps.store, projectId, spec.connection_id);
-        if (!connection) throw invalid(`channels[${i}].connection_id: no connection ${spec.connection_id} in this project`);
-        if (spec.type === 'sms' && !TWILIO_MESSAGES_PATH.test(new URL(connection.url).pathname)) {
-          throw invalid(`channels[${i}].connection_id: an SMS channel's connection must point at Twilio's Messages API (…/2010-04-01/Accounts/{AccountSid}/Messages.json), not ${connection.url}`);
-        }
-      }
-      channels.push(spec);
-    }
+    const channels = await checkChannels(this.deps.store, projectId, f.channels, 'invalid_subscription');
     return { name: f.name, event_types: types, cohort_ids: cohorts, event_filter: filter, channels, enabled: f.enabled };
   }
 

@@ -1,11 +1,10 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
 import { Ajv } from 'ajv';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAlert } from '../../packages/receiver/src/index.js';
 import { dialectUnderTest } from '../helpers/database.js';
+import { startSmtpSink } from '../helpers/smtp.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { waitFor } from '../helpers/wait.js';
@@ -25,26 +24,13 @@ const B = Date.UTC(2026, 5, 1); // Monday 1 June 2026, 00:00 UTC
 
 let svc: TestService;
 let receiver: Receiver;
-let smtp: SMTPServer;
-const mails: { to: string[]; data: string }[] = [];
+let smtp: Awaited<ReturnType<typeof startSmtpSink>>;
+const mails = () => smtp.mails;
 let clock = B;
 
 beforeAll(async () => {
   receiver = await startReceiver((r) => (r.path === '/slack' ? { status: 200, headers: { 'content-type': 'text/plain' }, body: 'ok' } : { status: 200, body: '{}' }));
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), data: Buffer.concat(chunks).toString('utf8') });
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
+  smtp = await startSmtpSink();
   svc = await startTestService(
     (c) => {
       c.logLevel = 'error';
@@ -53,7 +39,7 @@ beforeAll(async () => {
       c.delivery.pollIntervalMs = 50;
       c.scheduler.pollIntervalMs = 50;
       c.alerts.publicUrl = 'https://cohortcast.example.com/';
-      c.mail.smtpUrl = `smtp://127.0.0.1:${(smtp.server.address() as AddressInfo).port}`;
+      c.mail.smtpUrl = smtp.url;
     },
     { now: () => clock },
   );
@@ -62,7 +48,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await svc?.close();
   await receiver?.close();
-  await new Promise((resolve) => smtp?.close(() => resolve(undefined)));
+  await smtp?.close();
 });
 
 const api = <T = any>(p: string, method = 'GET', body?: unknown) => svc.json<T>(p, method, body);
@@ -125,7 +111,7 @@ describe(`alerts on ${dialectUnderTest}`, () => {
 
     // Each hour's bucket is checked as the next hour begins: 00:00 … 08:00 (the fall to 0 at 09:00 is not looked at here).
     for (let h = 1; h <= 9; h++) await advanceTo(B + h * H);
-    await waitFor('the spike on every channel', () => (at('/above').length === 1 && at('/slack').length === 1 && mails.length === 1 && at('/any').length === 1 && at('/rise').length === 1 && at('/fall').length === 1 ? true : undefined), 10_000);
+    await waitFor('the spike on every channel', () => (at('/above').length === 1 && at('/slack').length === 1 && mails().length === 1 && at('/any').length === 1 && at('/rise').length === 1 && at('/fall').length === 1 ? true : undefined), 10_000);
 
     // Once, for the 06:00 bucket, as Mixpanel's receiver reads it.
     const body = JSON.parse(at('/above')[0]!.body);
@@ -141,8 +127,8 @@ describe(`alerts on ${dialectUnderTest}`, () => {
     });
     expect(alert.condition.sentence).toContain('above 30');
     expect(JSON.parse(at('/slack')[0]!.body).text).toContain('Purchase spike');
-    expect(mails[0]!.to).toEqual(['oncall@example.com']);
-    expect(mails[0]!.data).toContain('Purchase spike');
+    expect(mails()[0]!.to).toEqual(['oncall@example.com']);
+    expect(mails()[0]!.data).toContain('Purchase spike');
 
     // The 07:00 bucket (60) was not checked: the alert is quiet until the next day.
     const spikeChecks = await history(above);
@@ -182,7 +168,7 @@ describe(`alerts on ${dialectUnderTest}`, () => {
     expect(test.alert.name).toBe('[TEST] Purchase spike');
     expect(validate(JSON.parse(at('/above').at(-1)!.body))).toBe(true);
     expect(JSON.parse(at('/slack').at(-1)!.body).text).toContain('[TEST] Purchase spike');
-    await waitFor('the test e-mail', () => (mails.some((m) => m.data.includes('[TEST] Purchase spike')) ? true : undefined));
+    await waitFor('the test e-mail', () => (mails().some((m) => m.data.includes('[TEST] Purchase spike')) ? true : undefined));
     expect((await history(above)).length).toBe(before);
   });
 
@@ -223,9 +209,9 @@ describe(`alerts on ${dialectUnderTest}`, () => {
     expect((await api(`/api/v1/cohorts/${cohort}`, 'DELETE')).status).toBe(204);
     await advanceTo(clock + H);
     await advanceTo(clock + H);
-    await waitFor('the e-mail to its creator', () => (mails.some((m) => m.to.includes('owner@example.com')) ? true : undefined), 10_000);
-    expect(mails.filter((m) => m.to.includes('owner@example.com'))).toHaveLength(1);
-    expect(mails.find((m) => m.to.includes('owner@example.com'))!.data).toContain('Buyers stop');
+    await waitFor('the e-mail to its creator', () => (mails().some((m) => m.to.includes('owner@example.com')) ? true : undefined), 10_000);
+    expect(mails().filter((m) => m.to.includes('owner@example.com'))).toHaveLength(1);
+    expect(mails().find((m) => m.to.includes('owner@example.com'))!.data).toContain('Buyers stop');
     expect((await api(`/api/v1/alerts/${alert}`)).body).toMatchObject({ state: 'invalid', state_reason: expect.stringContaining(`cohort ${cohort} no longer exists`) });
     expect(at('/invalid')).toEqual([]);
   });

@@ -1,11 +1,10 @@
 import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
-import { SMTPServer } from 'smtp-server';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FanOut } from '../../src/subscriptions/fanout.js';
 import { SubscriptionIndex } from '../../src/subscriptions/index.js';
 import { dialectUnderTest } from '../helpers/database.js';
+import { startSmtpSink } from '../helpers/smtp.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 import { waitFor } from '../helpers/wait.js';
@@ -22,8 +21,8 @@ let svc: TestService;
 let hooks: Receiver;
 let slack: Receiver;
 let twilio: Receiver;
-let smtp: SMTPServer;
-const mails: { to: string[]; data: string }[] = [];
+let smtp: Awaited<ReturnType<typeof startSmtpSink>>;
+const mails = () => smtp.mails;
 /** The receiver answers the next member_exited event with a 500 once, to see it retried. */
 let failNextExit = false;
 
@@ -37,20 +36,7 @@ beforeAll(async () => {
   });
   slack = await startReceiver(() => ({ status: 200, headers: { 'content-type': 'text/plain' }, body: 'ok' }));
   twilio = await startReceiver(() => ({ status: 201, body: '{"sid":"SM1","status":"queued"}' }));
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), data: Buffer.concat(chunks).toString('utf8') });
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
+  smtp = await startSmtpSink();
   svc = await startTestService((c) => {
     c.logLevel = 'error';
     c.delivery.allowHttp = true;
@@ -62,14 +48,14 @@ beforeAll(async () => {
     c.membership.sweepIntervalMs = 100;
     // Slices of two profiles: every sweep here reads several.
     c.membership.sweepSlice = 2;
-    c.mail.smtpUrl = `smtp://127.0.0.1:${(smtp.server.address() as AddressInfo).port}`;
+    c.mail.smtpUrl = smtp.url;
   });
 });
 
 afterAll(async () => {
   await svc?.close();
   await Promise.all([hooks, slack, twilio].map((r) => r?.close()));
-  await new Promise((resolve) => smtp?.close(() => resolve(undefined)));
+  await smtp?.close();
 });
 
 const api = <T = any>(p: string, method = 'GET', body?: unknown) => svc.json<T>(p, method, body);
@@ -171,7 +157,7 @@ describe(`event subscriptions on ${dialectUnderTest}`, () => {
       return got.length === 3 && got.every((d) => d.state === 'succeeded') ? got : undefined;
     });
     expect(made.map((d) => d.channel).sort()).toEqual(['email', 'slack', 'sms']);
-    const mail = await waitFor('the e-mail', () => mails.find((m) => m.data.includes('PROFILE.CREATED for bob')));
+    const mail = await waitFor('the e-mail', () => mails().find((m) => m.data.includes('PROFILE.CREATED for bob')));
     expect(mail.to).toEqual(['ops@example.com']);
     expect(mail.data).toMatch(/Content-Type: text\/plain/);
     expect(mail.data).toMatch(/Content-Type: text\/html/);
