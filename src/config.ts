@@ -41,6 +41,37 @@ export interface Config {
   membership: MembershipConfig;
   messages: MessagesConfig;
   alerts: AlertsConfig;
+  retention: RetentionConfig;
+}
+
+/**
+ * How long finished work is kept (0: for ever), and how pruning paces itself (retention/pruner.ts).
+ * Durations in the environment take a unit: `30d`, `12h`, `90m`, `45s`, `500ms` (a bare number is ms).
+ */
+export interface RetentionConfig {
+  /** Finished deliveries (succeeded, failed, cancelled), with their attempt log and message batch rows. */
+  deliveriesMs: number;
+  /** The bodies of finished deliveries (a cohort-sync page is ~125 KB), sooner than the rows; a body never outlives its delivery. */
+  bodiesMs: number;
+  /** Subscription events once fanned out (the deliveries they made keep their own). */
+  subscriptionEventsMs: number;
+  /** Finished cohort-sync runs' rows (their snapshots and pages go as soon as no diff needs them). */
+  syncRunsMs: number;
+  /** An alert's check history. */
+  alertChecksMs: number;
+  /** Events and their daily counts, by day; 0 (the default) keeps them, as Mixpanel does. */
+  eventsMs: number;
+  /** How often pruning runs. */
+  intervalMs: number;
+  /** One slice (one transaction) aims to hold the database this long at most; its rows adapt to it. */
+  sliceTargetMs: number;
+  /** Rows of the first slice of each kind, and the most any slice takes. */
+  sliceRows: number;
+  maxSliceRows: number;
+  /** Pause between slices, so ingestion and delivery take turns with pruning on SQLite's one writer. */
+  slicePauseMs: number;
+  /** Work one run does before it gives the scheduler back (runs again at once if more is left). */
+  runBudgetMs: number;
 }
 
 /** Reports and alerts (seed 000). */
@@ -231,6 +262,41 @@ function msListFromEnv(env: Env, name: string, fallback: number[]): number[] {
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: MINUTE, h: HOUR, d: DAY };
+
+/** A duration with a unit (`30d`, `12h`, `90m`, `45s`, `500ms`) or bare milliseconds. */
+function durationFromEnv(env: Env, name: string, fallback: number): number {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(raw);
+  if (!m) throw new Error(`${name} must be a duration such as 30d, 12h, 90m, 45s or 500ms (a bare number is milliseconds; 0 keeps for ever), got "${raw}"`);
+  return Number(m[1]) * UNITS[m[2] ?? 'ms']!;
+}
+
+function retentionConfig(env: Env): RetentionConfig {
+  const keep = (name: string, fallback: number) => durationFromEnv(env, `COHORTCAST_RETAIN_${name}`, fallback);
+  const deliveriesMs = keep('DELIVERIES', 30 * DAY);
+  const bodiesMs = keep('DELIVERY_BODIES', 7 * DAY);
+  const sliceRows = intFromEnv(env, 'COHORTCAST_RETENTION_SLICE_ROWS', 200, 1);
+  const maxSliceRows = intFromEnv(env, 'COHORTCAST_RETENTION_MAX_SLICE_ROWS', 5000, 1);
+  if (sliceRows > maxSliceRows) throw new Error(`COHORTCAST_RETENTION_SLICE_ROWS (${sliceRows}) must be at most COHORTCAST_RETENTION_MAX_SLICE_ROWS (${maxSliceRows})`);
+  return {
+    deliveriesMs,
+    bodiesMs,
+    subscriptionEventsMs: keep('SUBSCRIPTION_EVENTS', 7 * DAY),
+    syncRunsMs: keep('SYNC_RUNS', 30 * DAY),
+    alertChecksMs: keep('ALERT_CHECKS', 90 * DAY),
+    eventsMs: keep('EVENTS', 0),
+    intervalMs: durationFromEnv(env, 'COHORTCAST_RETENTION_INTERVAL', 10 * MINUTE) || 1,
+    sliceTargetMs: intFromEnv(env, 'COHORTCAST_RETENTION_SLICE_TARGET_MS', 20, 1),
+    sliceRows,
+    maxSliceRows,
+    slicePauseMs: intFromEnv(env, 'COHORTCAST_RETENTION_SLICE_PAUSE_MS', 10, 0),
+    runBudgetMs: intFromEnv(env, 'COHORTCAST_RETENTION_RUN_BUDGET_MS', 2000, 1),
+  };
+}
 
 function boolFromEnv(env: Env, name: string, fallback: boolean): boolean {
   const raw = env[name];
@@ -335,6 +401,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
       retryBaseMs: intFromEnv(env, 'COHORTCAST_MESSAGE_RETRY_BASE_MS', 30_000, 1),
       retryMaxMs: intFromEnv(env, 'COHORTCAST_MESSAGE_RETRY_MAX_MS', HOUR, 1),
     },
+    retention: retentionConfig(env),
     sync: {
       pageSize: intFromEnv(env, 'COHORTCAST_SYNC_PAGE_SIZE', 1000, 1),
       pagesInFlight: intFromEnv(env, 'COHORTCAST_SYNC_PAGES_IN_FLIGHT', 48, 1),

@@ -9,6 +9,7 @@ import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js'
 import { subscriptionSurface, type SubscriptionSurface } from './subscriptions/surface.js';
 import { messageSurface, type MessageSurface } from './messages/surface.js';
 import { alertSurface } from './alerts/surface.js';
+import { retentionSurface, type RetentionSurface } from './retention/surface.js';
 import { Ingestor } from './ingest/ingestor.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { ProjectDirectory } from './projects/projects.js';
@@ -28,6 +29,7 @@ export interface Engine {
   subscriptions: SubscriptionSurface;
   messages: MessageSurface;
   alerts: ReturnType<typeof alertSurface>;
+  retention: RetentionSurface;
   /** Starts sending and running schedules. */
   start(): Promise<void>;
   close(): Promise<void>;
@@ -53,6 +55,7 @@ async function openEngine(config: Config, opts: EngineOptions = {}): Promise<Eng
     const messages = messageSurface({ store, engine: delivery, scheduler, evaluator: subscriptions.evaluator, config, log, metrics, ...(opts.now ? { now: opts.now } : {}), watchesChanged: (projectId) => subscriptions.watchesChanged(projectId) });
     const alerts = alertSurface({ store, engine: delivery, scheduler, emitter: subscriptions.emitter, config, log, ...(opts.now ? { now: opts.now } : {}) });
     const { admin: syncs } = cohortSyncSurface({ store, engine: delivery, scheduler, config, log, events: subscriptions.emitter });
+    const retention = retentionSurface({ store, scheduler, config, metrics, log });
     const engine = delivery;
     return {
       store,
@@ -64,6 +67,7 @@ async function openEngine(config: Config, opts: EngineOptions = {}): Promise<Eng
       subscriptions,
       messages,
       alerts,
+      retention,
       async start() {
         engine.dispatcher.start();
         await subscriptions.index.start();
@@ -99,7 +103,7 @@ export async function startService(config: Config, opts: EngineOptions = {}): Pr
     const { store, metrics } = engine;
     const projects = new ProjectDirectory(store, config.projectCacheTtlMs);
     const ingestor = new Ingestor(store, projects, config.ingest, metrics, { syncMember: syncMemberHead, changed: engine.subscriptions.profileChanges }, engine.subscriptions.tap);
-    app = await buildApp({ config, store, projects, ingestor, metrics, delivery: engine.delivery, syncs: engine.syncs, subscriptions: engine.subscriptions.admin, messages: engine.messages.admin, alerts: engine.alerts.admin });
+    app = await buildApp({ config, store, projects, ingestor, metrics, delivery: engine.delivery, syncs: engine.syncs, subscriptions: engine.subscriptions.admin, messages: engine.messages.admin, alerts: engine.alerts.admin, retention: engine.retention });
     // Started before it listens: the subscriptions are loaded before the first request is taken.
     await engine.start();
     await app.listen({ host: config.host, port: config.port });

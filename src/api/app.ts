@@ -23,6 +23,8 @@ import type { MessageAdmin } from '../messages/admin.js';
 import { messageRoutes } from './management/messages.js';
 import { reportRoutes } from './management/reports.js';
 import { alertRoutes } from './management/alerts.js';
+import { storageRoutes } from './management/storage.js';
+import type { RetentionSurface } from '../retention/surface.js';
 import type { AlertAdmin } from '../alerts/admin.js';
 import { ReportAdmin } from '../reports/admin.js';
 import { cohortRoutes } from './management/cohorts.js';
@@ -53,6 +55,7 @@ export interface AppContext {
   subscriptions: SubscriptionAdmin;
   messages: MessageAdmin;
   alerts: AlertAdmin;
+  retention: RetentionSurface;
 }
 
 const VERSION = '0.1.0';
@@ -130,6 +133,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await api.register(messageRoutes, { ...config.api, admin: ctx.messages, store: ctx.store });
       await api.register(reportRoutes, { ...config.api, admin: new ReportAdmin({ store: ctx.store }) });
       await api.register(alertRoutes, { ...config.api, admin: ctx.alerts });
+      await api.register(storageRoutes, { retention: ctx.retention });
     },
     { prefix: '/api/v1' },
   );

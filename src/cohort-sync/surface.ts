@@ -30,6 +30,6 @@ export function cohortSyncSurface(deps: { store: Store; engine: DeliveryEngine; 
   });
   engine.owners.register(PAGE_OWNER, pages);
   scheduler.register(SYNC_SCHEDULE_KIND, new SyncRunner({ store, outbox: engine.outbox, pages, config: config.sync, log, events, wake: () => engine.dispatcher.wake(true) }));
-  scheduler.register(SWEEP_KIND, syncSweep(store), { singleton: every(config.sync.sweepIntervalMs) });
+  scheduler.register(SWEEP_KIND, syncSweep(store, config.retention), { singleton: every(config.sync.sweepIntervalMs) });
   return { admin: new SyncAdmin({ store, scheduler, config: config.sync }) };
 }

@@ -1,20 +1,26 @@
+import { performance } from 'node:perf_hooks';
+import type { RetentionConfig } from '../config.js';
 import type { ScheduleHandler } from '../scheduling/scheduler.js';
+import { Slices } from '../scheduling/slices.js';
 import type { Store } from '../store/database.js';
-import { dropStaleRun } from '../store/sync-pages-repo.js';
+import { staleRunSlice } from '../store/retention-repo.js';
 
 export const SWEEP_KIND = 'cohort-sync-sweep';
 
 /**
  * Drops the snapshots and pages no sync will read again: those of runs superseded as a base or
  * abandoned, which the transaction that superseded them marked stale (so nothing searches every
- * run for them). One run per transaction, so none holds SQLite's writer long. A scheduled job
- * (every sweepIntervalMs, and due at once when a run supersedes another), so one process does it,
- * off the path of any run.
+ * run for them). A scheduled job (every sweepIntervalMs, and due at once when a run supersedes
+ * another), so one process does it, off the path of any run. A 1,000,000-member snapshot is a
+ * thousand chunks of a thousand ids: it goes in slices paced as retention's are, so no transaction
+ * holds SQLite's writer long, and a run that used its budget comes back for the rest.
  */
-export function syncSweep(store: Store): ScheduleHandler {
+export function syncSweep(store: Store, config: RetentionConfig): ScheduleHandler {
+  const slices = new Slices(store, { targetMs: config.sliceTargetMs, initialRows: config.sliceRows, maxRows: config.maxSliceRows, pauseMs: config.slicePauseMs });
   return {
     async run() {
-      while (await dropStaleRun(store.db));
+      const done = await slices.run('sync_snapshots', (trx, limit) => staleRunSlice(trx, limit), performance.now() + config.runBudgetMs);
+      return done ? undefined : 'more';
     },
   };
 }

@@ -15,6 +15,8 @@ export interface Metrics {
   membershipChanges: Counter<'change' | 'source'>;
   membershipSweepDuration: Histogram;
   messageUsers: Counter<'outcome'>;
+  retentionRemoved: Counter<'kind'>;
+  retentionSlice: Histogram<'kind'>;
   /** Where the queue gauges read from; set by whoever runs a dispatcher. */
   queueSource: { read?: () => Promise<{ pending: number; oldestDueAt: number | null }> };
   /** Where the subscription backlog gauges read from; set by the subscriptions surface. */
@@ -104,6 +106,19 @@ export function createMetrics(): Metrics {
       name: 'cohortcast_membership_sweep_duration_seconds',
       help: 'How long a sweep of every watched cohort took.',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    }),
+    retentionRemoved: new Counter({
+      name: 'cohortcast_retention_rows_removed_total',
+      help: 'Rows retention removed (bodies: emptied), by kind.',
+      labelNames: ['kind'],
+      registers,
+    }),
+    retentionSlice: new Histogram({
+      name: 'cohortcast_retention_slice_duration_seconds',
+      help: 'How long one slice of pruning (one transaction) held the database, by kind.',
+      labelNames: ['kind'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers,
     }),
     queueSource,

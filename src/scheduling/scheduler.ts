@@ -18,7 +18,11 @@ export interface ScheduledRun {
 
 /** What a surface registers for its kind of schedule, as it registers an owner for its deliveries. */
 export interface ScheduleHandler {
-  run(job: ScheduledRun): Promise<void>;
+  /**
+   * Does the run's work. Work too long for one go (pruning, dropping snapshots) does a share and
+   * answers 'more': it runs again as soon as the other due runs have had their turn.
+   */
+  run(job: ScheduledRun): Promise<void | 'more'>;
 }
 
 export interface SchedulerEvents {
@@ -138,8 +142,9 @@ export class Scheduler {
       void renewScheduleLease(store, job.id, job.lease_token, this.#now(), config.leaseMs).catch((err) => log.warn({ err, kind: job.kind }, 'renewing a schedule lease failed'));
     }, Math.max(1, Math.floor(config.leaseMs / 3)));
     let error: string | null = null;
+    let more = false;
     try {
-      await this.#handlers.get(job.kind)!.handler.run({ kind: job.kind, key: job.key, planned, now: started });
+      more = (await this.#handlers.get(job.kind)!.handler.run({ kind: job.kind, key: job.key, planned, now: started })) === 'more';
     } catch (err) {
       error = (err as Error).message ?? String(err);
       log.error({ err, kind: job.kind, key: job.key }, `a scheduled ${job.kind} run failed; trying again in ${config.errorRetryMs} ms`);
@@ -147,7 +152,7 @@ export class Scheduler {
       clearInterval(renewal);
     }
     const finished = this.#now();
-    const next = nextRun(job, planned, finished);
+    const next = more ? finished : nextRun(job, planned, finished);
     await done(error, false, error === null ? next : Math.min(finished + config.errorRetryMs, next ?? Infinity), finished);
   }
 }

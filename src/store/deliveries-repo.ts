@@ -39,10 +39,11 @@ export async function listAttempts(store: Store, deliveryId: number): Promise<Se
   return store.db.selectFrom('delivery_attempts').selectAll().where('delivery_id', '=', deliveryId).orderBy('attempt').execute();
 }
 
-/** Back to the queue, due now; refused while a worker holds a live lease on it. */
-export async function retryDelivery(store: Store, projectId: number, id: number, now: number): Promise<DeliveryRow | 'not_found' | 'in_flight'> {
+/** Back to the queue, due now; refused while a worker holds a live lease on it, and once retention removed its body. */
+export async function retryDelivery(store: Store, projectId: number, id: number, now: number): Promise<DeliveryRow | 'not_found' | 'in_flight' | 'body_pruned'> {
   const [requeued] = await requeueDeliveries(store.db, { project: projectId, id }, now);
   const row = await findDelivery(store, projectId, id);
   if (!row) return 'not_found';
-  return requeued === undefined ? 'in_flight' : row;
+  if (requeued !== undefined) return row;
+  return row.body_pruned_at !== null ? 'body_pruned' : 'in_flight';
 }

@@ -149,13 +149,15 @@ function selected(db: Db, selection: DeliverySelection) {
 
 /**
  * Puts deliveries back at the start of their retry schedule, due at `now`, keeping their
- * webhook-id and attempt log. One under a live lease is left alone (its worker is sending it).
+ * webhook-id and attempt log. One under a live lease is left alone (its worker is sending it), and
+ * so is one whose body retention removed (there is nothing left to send).
  * `except` keeps deliveries in those states as they are. Answers the ids requeued.
  */
 export async function requeueDeliveries(db: Db, selection: DeliverySelection, now: number, except: DeliveriesTable['state'][] = []): Promise<number[]> {
   let q = selected(db, selection)
     .set({ state: 'pending', outcome: null, round_attempts: 0, next_attempt_at: now, lease_owner: null, lease_token: null, lease_expires_at: null, completed_at: null, updated_at: now })
-    .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]));
+    .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
+    .where('body_pruned_at', 'is', null);
   if (except.length > 0) q = q.where('state', 'not in', except);
   const rows = await q.returning('id').execute();
   return rows.map((r) => r.id);

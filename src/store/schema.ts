@@ -132,6 +132,8 @@ export interface DeliveriesTable {
   created_at: number;
   updated_at: number;
   completed_at: number | null;
+  /** When retention removed the body of this finished delivery (it cannot be sent again); null while it has it. */
+  body_pruned_at: Generated<number | null>;
 }
 
 export interface DeliveryAttemptsTable {

@@ -237,19 +237,3 @@ export async function stopPage(db: Db, runId: number, page: number): Promise<boo
   const res = await db.updateTable('sync_pages').set({ state: 'stopped' }).where('run_id', '=', runId).where('page', '=', page).where('state', '=', 'queued').executeTakeFirst();
   return Number(res.numUpdatedRows) === 1;
 }
-
-/**
- * Drops the snapshot and pages of one run no sync will read again (marked stale when it was
- * superseded or abandoned). Answers whether there was one.
- */
-export async function dropStaleRun(db: Kysely<Database>): Promise<boolean> {
-  const stale = await db.selectFrom('sync_runs').select('id').where('stale', '=', sql.lit(1)).orderBy('id').limit(1).executeTakeFirst();
-  if (!stale) return false;
-  await db.transaction().execute(async (trx) => {
-    await trx.deleteFrom('sync_snapshots').where('run_id', '=', stale.id).execute();
-    await trx.deleteFrom('sync_pages').where('run_id', '=', stale.id).execute();
-    await trx.deleteFrom('sync_page_ids').where('run_id', '=', stale.id).execute();
-    await trx.updateTable('sync_runs').set({ stale: 0 }).where('id', '=', stale.id).execute();
-  });
-  return true;
-}

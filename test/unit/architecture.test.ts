@@ -49,7 +49,7 @@ function targetFolder(from: string, spec: string): string | undefined {
   return target.includes(path.sep) ? target.split(path.sep)[0] : '.';
 }
 
-const DOMAIN = ['cohorts', 'cohort-sync', 'delivery', 'channels', 'ingest', 'scheduling', 'projects', 'observability', 'subscriptions', 'membership'];
+const DOMAIN = ['cohorts', 'cohort-sync', 'delivery', 'channels', 'ingest', 'scheduling', 'projects', 'observability', 'subscriptions', 'membership', 'messages', 'reports', 'alerts', 'retention'];
 const allImports = files.flatMap(importsOf);
 
 describe('the rules of the house', () => {

@@ -18,3 +18,22 @@ describe('delivery configuration', () => {
     );
   });
 });
+
+describe('retention configuration', () => {
+  const DAY = 86_400_000;
+
+  it('keeps what a careful operator would by default: deliveries 30 days, their bodies 7, events for ever', () => {
+    const r = loadConfig({}, {}).retention;
+    expect(r).toMatchObject({ deliveriesMs: 30 * DAY, bodiesMs: 7 * DAY, subscriptionEventsMs: 7 * DAY, syncRunsMs: 30 * DAY, alertChecksMs: 90 * DAY, eventsMs: 0 });
+  });
+
+  it('reads durations with a unit, or bare milliseconds', () => {
+    const r = loadConfig({}, { COHORTCAST_RETAIN_DELIVERIES: '14d', COHORTCAST_RETAIN_DELIVERY_BODIES: '36h', COHORTCAST_RETAIN_EVENTS: '400d', COHORTCAST_RETENTION_INTERVAL: '90s', COHORTCAST_RETAIN_ALERT_CHECKS: '1500' }).retention;
+    expect(r).toMatchObject({ deliveriesMs: 14 * DAY, bodiesMs: 36 * 3_600_000, eventsMs: 400 * DAY, intervalMs: 90_000, alertChecksMs: 1500 });
+  });
+
+  it('names the setting and shows the accepted form when a duration is unreadable', () => {
+    expect(() => loadConfig({}, { COHORTCAST_RETAIN_EVENTS: '2 weeks' })).toThrow('COHORTCAST_RETAIN_EVENTS must be a duration such as 30d, 12h, 90m, 45s or 500ms (a bare number is milliseconds; 0 keeps for ever), got "2 weeks"');
+    expect(() => loadConfig({}, { COHORTCAST_RETENTION_SLICE_ROWS: '9000' })).toThrow('COHORTCAST_RETENTION_SLICE_ROWS (9000) must be at most COHORTCAST_RETENTION_MAX_SLICE_ROWS (5000)');
+  });
+});

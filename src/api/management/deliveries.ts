@@ -25,6 +25,7 @@ const deliveryFields = {
   last_error: { type: ['string', 'null'] },
   created_at: { type: 'string' },
   completed_at: { type: ['string', 'null'] },
+  body_pruned_at: { type: ['string', 'null'], description: 'When retention removed the body of this finished delivery: it can no longer be sent again' },
 } as const;
 
 const attemptSchema = {
@@ -60,6 +61,7 @@ function present(d: DeliveryRow) {
     last_error: d.last_error,
     created_at: iso(d.created_at)!,
     completed_at: iso(d.completed_at),
+    body_pruned_at: iso(d.body_pruned_at),
   };
 }
 
@@ -128,7 +130,7 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
               ...deliveryFields,
               content_type: { type: 'string' },
               headers: { type: 'object', additionalProperties: { type: 'string' }, description: 'The delivery’s own headers (an e-mail’s to and subject)' },
-              body: { type: 'string' },
+              body: { type: ['string', 'null'], description: 'null once retention removed it (body_pruned_at)' },
               attempts_log: { type: 'array', items: attemptSchema },
             },
           },
@@ -146,7 +148,7 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
         ...present(d),
         content_type: d.content_type,
         headers: readJson<Record<string, string>>(d.headers),
-        body: d.body,
+        body: d.body_pruned_at === null ? d.body : null,
         attempts_log: attempts.map((a) => ({
           attempt: a.attempt,
           started_at: iso(a.started_at)!,
@@ -177,6 +179,9 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
       const { id } = request.params as { id: number };
       const result = await retryDelivery(store, request.project.id, id, Date.now());
       if (result === 'not_found') throw new ApiError(404, 'not_found', `no delivery ${id} in this project`);
+      if (result === 'body_pruned') {
+        throw new ApiError(409, 'body_pruned', `delivery ${id} cannot be sent again: retention removed its body (COHORTCAST_RETAIN_DELIVERY_BODIES); its attempt log is kept`);
+      }
       if (result === 'in_flight') throw new ApiError(409, 'in_flight', `delivery ${id} is being sent right now; look again when the attempt ends`);
       opts.dispatcher.wake(true);
       return present(result);
