@@ -54,7 +54,7 @@ async function openEngine(config: Config, opts: EngineOptions = {}): Promise<Eng
     const subscriptions = subscriptionSurface({ store, engine: delivery, scheduler, config, log, metrics });
     const messages = messageSurface({ store, engine: delivery, scheduler, evaluator: subscriptions.evaluator, config, log, metrics, ...(opts.now ? { now: opts.now } : {}), watchesChanged: (projectId) => subscriptions.watchesChanged(projectId) });
     const alerts = alertSurface({ store, engine: delivery, scheduler, emitter: subscriptions.emitter, config, log, ...(opts.now ? { now: opts.now } : {}) });
-    const { admin: syncs } = cohortSyncSurface({ store, engine: delivery, scheduler, config, log, events: subscriptions.emitter });
+    const { admin: syncs } = cohortSyncSurface({ store, engine: delivery, scheduler, config, log, metrics, events: subscriptions.emitter });
     const retention = retentionSurface({ store, scheduler, config, metrics, log });
     const engine = delivery;
     return {

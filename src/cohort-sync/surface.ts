@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { DeliveryEngine } from '../delivery/engine.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
 import { every } from '../scheduling/timing.js';
@@ -18,7 +19,7 @@ import { cohortSyncPolicy } from './wire.js';
  * page deliveries, the handler of each sync's schedule and the sweep's. Nothing else in the
  * engine knows about cohort syncs.
  */
-export function cohortSyncSurface(deps: { store: Store; engine: DeliveryEngine; scheduler: Scheduler; config: Config; log: Logger; events?: SyncEvents }): { admin: SyncAdmin } {
+export function cohortSyncSurface(deps: { store: Store; engine: DeliveryEngine; scheduler: Scheduler; config: Config; log: Logger; events?: SyncEvents; metrics?: Metrics }): { admin: SyncAdmin } {
   const { store, engine, scheduler, config, log, events } = deps;
   engine.policies.register(cohortSyncPolicy(config.delivery));
   const pages = new PageQueue({
@@ -30,6 +31,6 @@ export function cohortSyncSurface(deps: { store: Store; engine: DeliveryEngine; 
   });
   engine.owners.register(PAGE_OWNER, pages);
   scheduler.register(SYNC_SCHEDULE_KIND, new SyncRunner({ store, outbox: engine.outbox, pages, config: config.sync, log, events, wake: () => engine.dispatcher.wake(true) }));
-  scheduler.register(SWEEP_KIND, syncSweep(store, config.retention), { singleton: every(config.sync.sweepIntervalMs) });
+  scheduler.register(SWEEP_KIND, syncSweep(store, config.retention, deps.metrics), { singleton: every(config.sync.sweepIntervalMs) });
   return { admin: new SyncAdmin({ store, scheduler, config: config.sync }) };
 }

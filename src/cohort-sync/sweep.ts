@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { RetentionConfig } from '../config.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { ScheduleHandler } from '../scheduling/scheduler.js';
 import { Slices } from '../scheduling/slices.js';
 import type { Store } from '../store/database.js';
@@ -15,8 +16,8 @@ export const SWEEP_KIND = 'cohort-sync-sweep';
  * thousand chunks of a thousand ids: it goes in slices paced as retention's are, so no transaction
  * holds SQLite's writer long, and a run that used its budget comes back for the rest.
  */
-export function syncSweep(store: Store, config: RetentionConfig): ScheduleHandler {
-  const slices = new Slices(store, { targetMs: config.sliceTargetMs, initialRows: config.sliceRows, maxRows: config.maxSliceRows, pauseMs: config.slicePauseMs });
+export function syncSweep(store: Store, config: RetentionConfig, metrics?: Metrics): ScheduleHandler {
+  const slices = new Slices(store, { targetMs: config.sliceTargetMs, initialRows: config.sliceRows, maxRows: config.maxSliceRows, pauseMs: config.slicePauseMs }, metrics?.observeSlice);
   return {
     async run() {
       const done = await slices.run('sync_snapshots', (trx, limit) => staleRunSlice(trx, limit), performance.now() + config.runBudgetMs);

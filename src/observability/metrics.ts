@@ -15,8 +15,8 @@ export interface Metrics {
   membershipChanges: Counter<'change' | 'source'>;
   membershipSweepDuration: Histogram;
   messageUsers: Counter<'outcome'>;
-  retentionRemoved: Counter<'kind'>;
-  retentionSlice: Histogram<'kind'>;
+  /** One slice of pruning (retention, dropping superseded snapshots) ended: its time and rows. */
+  observeSlice(kind: string, ms: number, removed: number): void;
   /** Where the queue gauges read from; set by whoever runs a dispatcher. */
   queueSource: { read?: () => Promise<{ pending: number; oldestDueAt: number | null }> };
   /** Where the subscription backlog gauges read from; set by the subscriptions surface. */
@@ -32,6 +32,26 @@ export function createMetrics(): Metrics {
   const readQueue = () => (snapshot ??= (queueSource.read?.() ?? Promise.resolve({ pending: 0, oldestDueAt: null })).finally(() => setImmediate(() => (snapshot = undefined))));
   collectDefaultMetrics({ register: registry, prefix: 'cohortcast_' });
   const registers = [registry];
+  const rowsRemoved = new Counter({
+    name: 'cohortcast_retention_rows_removed_total',
+    help: 'Rows pruning removed (delivery_bodies: bodies emptied), by kind.',
+    labelNames: ['kind'],
+    registers,
+  });
+  const sliceDuration = new Histogram({
+    name: 'cohortcast_retention_slice_duration_seconds',
+    help: 'How long one slice of pruning (one transaction) held the database, by kind.',
+    labelNames: ['kind'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers,
+  });
+  const longestSlice = new Map<string, number>();
+  const longestSliceGauge = new Gauge({
+    name: 'cohortcast_retention_longest_slice_seconds',
+    help: 'The longest slice of pruning since the process started, by kind (the target is under 0.05).',
+    labelNames: ['kind'],
+    registers,
+  });
   const metrics: Metrics = {
     registry,
     eventsIngested: new Counter({
@@ -108,19 +128,13 @@ export function createMetrics(): Metrics {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
-    retentionRemoved: new Counter({
-      name: 'cohortcast_retention_rows_removed_total',
-      help: 'Rows retention removed (bodies: emptied), by kind.',
-      labelNames: ['kind'],
-      registers,
-    }),
-    retentionSlice: new Histogram({
-      name: 'cohortcast_retention_slice_duration_seconds',
-      help: 'How long one slice of pruning (one transaction) held the database, by kind.',
-      labelNames: ['kind'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
-      registers,
-    }),
+    observeSlice(kind, ms, removed) {
+      sliceDuration.observe({ kind }, ms / 1000);
+      if (removed > 0) rowsRemoved.inc({ kind }, removed);
+      const longest = (longestSlice.get(kind) ?? 0) < ms ? ms : longestSlice.get(kind)!;
+      longestSlice.set(kind, longest);
+      longestSliceGauge.set({ kind }, longest / 1000);
+    },
     queueSource,
     backlogSource,
   };

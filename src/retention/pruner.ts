@@ -128,8 +128,7 @@ export class Pruner implements ScheduleHandler {
       counts: null,
       removed: {} as Record<string, number>,
       slices: new Slices(store, { targetMs: config.sliceTargetMs, initialRows: config.sliceRows, maxRows: config.maxSliceRows, pauseMs: config.slicePauseMs }, (kind, ms, removed) => {
-        metrics.retentionSlice.observe({ kind }, ms / 1000);
-        if (removed > 0) metrics.retentionRemoved.inc({ kind }, removed);
+        metrics.observeSlice(kind, ms, removed);
         pass.removed[kind] = (pass.removed[kind] ?? 0) + removed;
       }),
     });
