@@ -65,7 +65,7 @@ export interface RetentionConfig {
   intervalMs: number;
   /** One slice (one transaction) aims to hold the database this long at most; its rows adapt to it. */
   sliceTargetMs: number;
-  /** Rows of the first slice of each kind, and the most any slice takes. */
+  /** Rows of the first slice of each kind (small: a row may be a 25 KB snapshot chunk), and the most any slice takes. */
   sliceRows: number;
   maxSliceRows: number;
   /** Pause between slices, so ingestion and delivery take turns with pruning on SQLite's one writer. */
@@ -279,7 +279,7 @@ function retentionConfig(env: Env): RetentionConfig {
   const keep = (name: string, fallback: number) => durationFromEnv(env, `COHORTCAST_RETAIN_${name}`, fallback);
   const deliveriesMs = keep('DELIVERIES', 30 * DAY);
   const bodiesMs = keep('DELIVERY_BODIES', 7 * DAY);
-  const sliceRows = intFromEnv(env, 'COHORTCAST_RETENTION_SLICE_ROWS', 200, 1);
+  const sliceRows = intFromEnv(env, 'COHORTCAST_RETENTION_SLICE_ROWS', 16, 1);
   const maxSliceRows = intFromEnv(env, 'COHORTCAST_RETENTION_MAX_SLICE_ROWS', 5000, 1);
   if (sliceRows > maxSliceRows) throw new Error(`COHORTCAST_RETENTION_SLICE_ROWS (${sliceRows}) must be at most COHORTCAST_RETENTION_MAX_SLICE_ROWS (${maxSliceRows})`);
   return {

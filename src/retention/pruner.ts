@@ -45,7 +45,8 @@ interface Pass {
   project: number | null;
   counts: CountsCursor | null;
   removed: Record<string, number>;
-  slices: Slices;
+  slices: number;
+  longestMs: number;
 }
 
 /** One finished pass, for GET /api/v1/storage. */
@@ -69,9 +70,19 @@ export class Pruner implements ScheduleHandler {
   readonly kinds: Kind[];
   #pass: Pass | undefined;
   last: PassReport | undefined;
+  /** Kept from pass to pass: each kind's rows per slice, as learnt. */
+  readonly #slices: Slices;
 
   constructor(private readonly deps: { store: Store; config: RetentionConfig; metrics: Metrics; log: Logger }) {
     const c = deps.config;
+    this.#slices = new Slices(deps.store, { targetMs: c.sliceTargetMs, initialRows: c.sliceRows, maxRows: c.maxSliceRows, pauseMs: c.slicePauseMs }, (kind, ms, removed) => {
+      deps.metrics.observeSlice(kind, ms, removed);
+      const pass = this.#pass;
+      if (!pass) return;
+      pass.slices++;
+      pass.longestMs = Math.max(pass.longestMs, ms);
+      pass.removed[kind] = (pass.removed[kind] ?? 0) + removed;
+    });
     const cursor = (pass: Pass, name: string) => pass.cursors.get(name) ?? 0;
     const moved = (pass: Pass, name: string, s: Slice) => (pass.cursors.set(name, s.cursor), s);
     this.kinds = [
@@ -118,7 +129,7 @@ export class Pruner implements ScheduleHandler {
   }
 
   async run(job: ScheduledRun): Promise<void | 'more'> {
-    const { config, metrics, store } = this.deps;
+    const { config } = this.deps;
     const deadline = performance.now() + config.runBudgetMs;
     const pass = (this.#pass ??= {
       started: job.now,
@@ -127,10 +138,8 @@ export class Pruner implements ScheduleHandler {
       project: null,
       counts: null,
       removed: {} as Record<string, number>,
-      slices: new Slices(store, { targetMs: config.sliceTargetMs, initialRows: config.sliceRows, maxRows: config.maxSliceRows, pauseMs: config.slicePauseMs }, (kind, ms, removed) => {
-        metrics.observeSlice(kind, ms, removed);
-        pass.removed[kind] = (pass.removed[kind] ?? 0) + removed;
-      }),
+      slices: 0,
+      longestMs: 0,
     });
     const horizons = this.horizons(pass.started);
     try {
@@ -138,7 +147,7 @@ export class Pruner implements ScheduleHandler {
         const kind = this.kinds[pass.at]!;
         const horizon = horizons[kind.name];
         if (horizon === undefined) continue;
-        const done = await pass.slices.run(kind.name, (trx, limit) => kind.slice(trx, limit, horizon, pass), deadline);
+        const done = await this.#slices.run(kind.name, (trx, limit) => kind.slice(trx, limit, horizon, pass), deadline);
         if (!done) return 'more';
       }
     } catch (err) {
@@ -147,7 +156,7 @@ export class Pruner implements ScheduleHandler {
       throw err;
     }
     this.#pass = undefined;
-    this.last = { startedAt: pass.started, finishedAt: job.now, removed: pass.removed, slices: pass.slices.count, longestSliceMs: pass.slices.longestMs };
-    this.deps.log.info({ removed: pass.removed, slices: pass.slices.count, longestSliceMs: Math.round(pass.slices.longestMs * 10) / 10 }, 'retention pass finished');
+    this.last = { startedAt: pass.started, finishedAt: job.now, removed: pass.removed, slices: pass.slices, longestSliceMs: pass.longestMs };
+    this.deps.log.info({ removed: pass.removed, slices: pass.slices, longestSliceMs: Math.round(pass.longestMs * 10) / 10 }, 'retention pass finished');
   }
 }

@@ -12,22 +12,19 @@ export interface SliceOptions {
   targetMs: number;
   initialRows: number;
   maxRows: number;
-  /** Pause between slices: SQLite's one writer goes to whoever waits (ingestion, delivery). */
+  /** Least pause between slices (each is followed by one at least as long as itself): SQLite's one writer goes to whoever waits (ingestion, delivery). */
   pauseMs: number;
 }
 
 /**
  * Long background work (retention, dropping old snapshots) done as many short transactions. Each
- * kind of work has its own rows per slice, halved when a slice took more than half the target and
- * doubled when it took less than a quarter, so a slice stays under the target whatever a row costs
- * (a snapshot chunk weighs a thousand ids, an attempt row a few hundred bytes). The time measured is
+ * kind of work has its own rows per slice, aimed after each slice at half the target from the time
+ * per row just measured, so a slice stays under the target whatever a row costs (a snapshot chunk
+ * weighs a thousand ids, an attempt row a few hundred bytes). The time measured is
  * from the transaction's first statement to its commit: what the slice held the database for.
  */
 export class Slices {
   readonly #rows = new Map<string, number>();
-  /** The longest slice seen, and how many ran. */
-  longestMs = 0;
-  count = 0;
 
   constructor(
     private readonly store: Store,
@@ -45,14 +42,16 @@ export class Slices {
         return step(trx, limit);
       });
       const ms = performance.now() - began;
-      this.count++;
-      this.longestMs = Math.max(this.longestMs, ms);
       this.observe(kind, ms, result.removed);
-      if (ms > this.opts.targetMs / 2) this.#rows.set(kind, Math.max(1, Math.floor(limit / 2)));
-      else if (ms < this.opts.targetMs / 4) this.#rows.set(kind, Math.min(this.opts.maxRows, limit * 2));
+      // Aim the next slice at half the target (room for a slower one), moving by at most half again
+      // or half down at a time, so one fast or slow slice does not swing the size.
+      const aimed = Math.floor((limit * this.opts.targetMs) / 2 / Math.max(ms, 0.01));
+      this.#rows.set(kind, Math.max(1, Math.min(this.opts.maxRows, Math.floor(limit * 1.5), Math.max(Math.floor(limit / 2), aimed))));
       if (result.done) return true;
       if (stopped() || performance.now() >= deadline) return false;
-      if (this.opts.pauseMs > 0) await sleep(this.opts.pauseMs);
+      // At least as long as the slice took: background work never has more than half the writer
+      // (and, on SQLite, whose statements run on the event loop, half of the main thread).
+      await sleep(Math.max(this.opts.pauseMs, ms));
     }
   }
 }

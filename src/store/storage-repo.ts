@@ -61,11 +61,10 @@ function prunableQueries(db: Kysely<Database>, h: Horizons): [string, CompiledQu
   const count = sql<number>`count(*)`.as('n');
   // Deliveries a run that can still resume would send again.
   const needed = db
-    .selectFrom('sync_pages as p')
-    .innerJoin('sync_runs as r', 'r.id', 'p.run_id')
-    .select('p.delivery_id')
-    .where('r.state', 'in', RESUMABLE)
-    .where('p.delivery_id', 'is not', null);
+    .selectFrom('sync_pages')
+    .select('delivery_id')
+    .where('run_id', 'in', db.selectFrom('sync_runs').select('id').where('state', 'in', RESUMABLE))
+    .where('delivery_id', 'is not', null);
   const finished = (horizon: number) =>
     db
       .selectFrom('deliveries')
