@@ -5,6 +5,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
 import { cancelHeldDelivery, claimDeliveries, claimDelivery, releaseDeliveryLeases, renewDeliveryLease, type ClaimedDelivery, type Lane } from '../store/leases.js';
 import { channelWorkDue, dueConnections } from '../store/outbox-repo.js';
+import { listenForLanes, type LaneNotices } from '../store/lane-notices.js';
 import { channelLane, UnknownChannelError, type Channel, type ChannelRegistry, type LaneKey, type LaneLimits } from './channels.js';
 import { scheduledDelay, type AttemptResult, type Verdict } from './classify.js';
 import type { ConnectionDirectory, LiveConnection } from './connections.js';
@@ -73,6 +74,8 @@ export class Dispatcher {
   readonly #idle: (() => void)[] = [];
   /** Leases being given back: stop() waits for them before the store closes. */
   readonly #releasing = new Set<Promise<void>>();
+  /** PostgreSQL: lanes that other processes enqueued work on, as they commit it. */
+  #notices: LaneNotices | undefined;
 
   constructor(private readonly deps: DispatcherDeps) {
     this.worker = deps.worker;
@@ -80,7 +83,28 @@ export class Dispatcher {
 
   start(): void {
     this.#running = true;
+    const { store, config, log } = this.deps;
+    // On SQLite one process owns the data folder: its own enqueues wake it (wake()), nothing else can.
+    if (store.dialect === 'postgres') {
+      let lostAt = 0;
+      this.#notices = listenForLanes(store, config.listenRetryMs, {
+        lane: (lane) => this.#notice(lane),
+        listening: () => this.wake(true),
+        lost: (err) => {
+          // Once a minute at most: a database that stays down would fill the log.
+          if (Date.now() - lostAt < 60_000) return;
+          lostAt = Date.now();
+          log.warn({ err }, 'listening for deliveries enqueued elsewhere failed; polling until it is back');
+        },
+      });
+    }
     this.wake(true);
+  }
+
+  /** Another process committed work due now on this lane. */
+  #notice(lane: string): void {
+    this.#hot.add(/^\d+$/.test(lane) ? Number(lane) : (lane as LaneKey));
+    this.wake();
   }
 
   /** New work may be due (an enqueue in this process, a finished attempt): look now. */
@@ -347,6 +371,7 @@ export class Dispatcher {
   async stop(): Promise<void> {
     this.#running = false;
     clearTimeout(this.#timer);
+    await this.#notices?.close();
     while (this.#looping) await new Promise((r) => setTimeout(r, 5));
     // Requests still waiting for a slot were never sent: they come back and their leases are given back.
     for (const key of this.#sending.keys()) this.deps.channels.withdraw(key);

@@ -9,6 +9,7 @@ import { channelsSchedules } from './migrations/006_channels_schedules.js';
 import { subscriptions } from './migrations/007_subscriptions.js';
 import { messages } from './migrations/008_messages.js';
 import { reportsAlerts } from './migrations/009_reports_alerts.js';
+import { deliveryQueue } from './migrations/011_delivery_queue.js';
 
 /**
  * Ordered by name; never edit a migration that has shipped, add the next one. A migration imports
@@ -24,6 +25,7 @@ const MIGRATIONS: [string, (dialect: Store['dialect']) => Migration][] = [
   ['007_subscriptions', subscriptions],
   ['008_messages', messages],
   ['009_reports_alerts', reportsAlerts],
+  ['011_delivery_queue', deliveryQueue],
 ];
 
 /** Every migration's name, in order: what a fully migrated database has recorded. */

@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import { PostgresAdapter, sql, type Kysely, type Transaction } from 'kysely';
 import type { Store } from './database.js';
 import { PENDING } from './leases.js';
 import type { Database, DeliveriesTable } from './schema.js';
@@ -8,9 +8,32 @@ import type { Database, DeliveriesTable } from './schema.js';
  * state changes made without a lease: requeueing (a retry by hand, a resumed sync page) and
  * cancelling what waits. Neither touches a delivery under a live lease unless it says so.
  * Claims, renewals and outcomes are in leases.ts.
+ *
+ * On PostgreSQL a pending delivery also has a row in delivery_queue (leases.ts says why): every
+ * statement here that makes a delivery pending, or ends it, writes its queue row in the same
+ * statement, so the two never disagree, even across a crash outside any transaction.
  */
 
 type Db = Kysely<Database> | Transaction<Database>;
+
+/** Callers hand in a database or a transaction, not the store: its dialect is the adapter's. */
+const onPostgres = (db: Db) => db.getExecutor().adapter instanceof PostgresAdapter;
+
+/** The channel PostgreSQL processes LISTEN on: its payload is the lane with work due (lane-notices.ts). */
+export const DELIVERY_CHANNEL = 'cohortcast_deliveries';
+
+/** A lane as notifications name it: a connection's id, or `channel:NAME` (the dispatcher's lane keys). */
+const laneName = (r: { connection_id: number | null; channel: string }) => (r.connection_id === null ? `channel:${r.channel}` : String(r.connection_id));
+
+/**
+ * Tells listening processes (PostgreSQL) that these lanes have work due now; delivered when the
+ * transaction commits, once per lane and transaction (PostgreSQL folds identical notifications).
+ */
+async function notifyLanes(db: Db, rows: { connection_id: number | null; channel: string; next_attempt_at: number }[], now: number): Promise<void> {
+  const lanes = [...new Set(rows.filter((r) => r.next_attempt_at <= now).map(laneName))];
+  if (lanes.length === 0) return;
+  await sql`select pg_notify(${DELIVERY_CHANNEL}, lane) from unnest(${lanes}::text[]) as lane`.execute(db);
+}
 
 /**
  * A body longer than this is stored apart, in delivery_bodies: SQLite rewrites a whole row on
@@ -37,32 +60,44 @@ export interface NewDeliveryRow {
 /** Inserts deliveries; pass the producer's transaction so they commit with its state change. */
 export async function insertDeliveries(db: Db, rows: NewDeliveryRow[], now: number): Promise<{ id: number; webhook_id: string }[]> {
   if (rows.length === 0) return [];
-  const inserted = await db
-    .insertInto('deliveries')
-    .values(
-      rows.map((r) => ({
-        project_id: r.projectId,
-        channel: r.channel,
-        connection_id: r.connectionId,
-        webhook_id: r.webhookId,
-        owner_kind: r.ownerKind,
-        owner_id: r.ownerId,
-        event_id: r.eventId ?? null,
-        policy: r.policy,
-        content_type: r.contentType,
-        body: r.body.length > BODY_APART_CHARS ? '' : r.body,
-        body_apart: r.body.length > BODY_APART_CHARS ? 1 : 0,
-        headers: JSON.stringify(r.headers),
-        state: 'pending' as const,
-        attempts: 0,
-        round_attempts: 0,
-        next_attempt_at: r.notBefore,
-        created_at: now,
-        updated_at: now,
-      })),
-    )
-    .returning(['id', 'webhook_id'])
-    .execute();
+  const values = rows.map((r) => ({
+    project_id: r.projectId,
+    channel: r.channel,
+    connection_id: r.connectionId,
+    webhook_id: r.webhookId,
+    owner_kind: r.ownerKind,
+    owner_id: r.ownerId,
+    event_id: r.eventId ?? null,
+    policy: r.policy,
+    content_type: r.contentType,
+    body: r.body.length > BODY_APART_CHARS ? '' : r.body,
+    body_apart: r.body.length > BODY_APART_CHARS ? 1 : 0,
+    headers: JSON.stringify(r.headers),
+    state: 'pending' as const,
+    attempts: 0,
+    round_attempts: 0,
+    next_attempt_at: r.notBefore,
+    created_at: now,
+    updated_at: now,
+  }));
+  let inserted: { id: number; webhook_id: string }[];
+  if (onPostgres(db)) {
+    // The queue rows in the same statement.
+    inserted = await db
+      .with('made', (qb) => qb.insertInto('deliveries').values(values).returning(['id', 'webhook_id', 'connection_id', 'channel', 'next_attempt_at']))
+      .with('queued', (qb) =>
+        qb
+          .insertInto('delivery_queue')
+          .columns(['delivery_id', 'connection_id', 'channel', 'run_at'])
+          .expression((eb) => eb.selectFrom('made').select(['id', 'connection_id', 'channel', 'next_attempt_at'])),
+      )
+      .selectFrom('made')
+      .select(['id', 'webhook_id'])
+      .execute();
+    await notifyLanes(db, values, now);
+  } else {
+    inserted = await db.insertInto('deliveries').values(values).returning(['id', 'webhook_id']).execute();
+  }
   const apart = inserted.flatMap((d, i) => (rows[i]!.body.length > BODY_APART_CHARS ? [{ delivery_id: d.id, body: rows[i]!.body }] : []));
   for (let i = 0; i < apart.length; i += 16) await db.insertInto('delivery_bodies').values(apart.slice(i, i + 16)).execute();
   return inserted;
@@ -88,12 +123,9 @@ export async function dueConnections(store: Store, now: number): Promise<number[
     .where((eb) => eb.or([eb('c.throttled_until', 'is', null), eb('c.throttled_until', '<=', now)]))
     .where(({ exists, selectFrom }) =>
       exists(
-        selectFrom('deliveries as d')
-          .select('d.id')
-          .whereRef('d.connection_id', '=', 'c.id')
-          .where('d.state', '=', PENDING)
-          .where('d.next_attempt_at', '<=', now)
-          .limit(1),
+        store.dialect === 'postgres'
+          ? selectFrom('delivery_queue as q').select('q.delivery_id').whereRef('q.connection_id', '=', 'c.id').where('q.run_at', '<=', now).limit(1)
+          : selectFrom('deliveries as d').select('d.id').whereRef('d.connection_id', '=', 'c.id').where('d.state', '=', PENDING).where('d.next_attempt_at', '<=', now).limit(1),
       ),
     )
     .execute();
@@ -102,6 +134,10 @@ export async function dueConnections(store: Store, now: number): Promise<number[
 
 /** Whether deliveries of a channel without connections (e-mail) are due now. */
 export async function channelWorkDue(store: Store, channel: string, now: number): Promise<boolean> {
+  if (store.dialect === 'postgres') {
+    const row = await store.db.selectFrom('delivery_queue').select('delivery_id').where('connection_id', 'is', null).where('run_at', '<=', now).where('channel', '=', channel).limit(1).executeTakeFirst();
+    return row !== undefined;
+  }
   const row = await store.db
     .selectFrom('deliveries')
     .select('id')
@@ -120,11 +156,17 @@ export interface QueueStats {
 }
 
 export async function queueStats(store: Store, now: number): Promise<QueueStats> {
-  const row = await store.db
-    .selectFrom('deliveries')
-    .select((eb) => [eb.fn.countAll<number>().as('pending'), eb.fn.min('next_attempt_at').as('oldest')])
-    .where('state', '=', PENDING)
-    .executeTakeFirst();
+  const row =
+    store.dialect === 'postgres'
+      ? await store.db
+          .selectFrom('delivery_queue')
+          .select((eb) => [eb.fn.countAll<number>().as('pending'), eb.fn.min('run_at').as('oldest')])
+          .executeTakeFirst()
+      : await store.db
+          .selectFrom('deliveries')
+          .select((eb) => [eb.fn.countAll<number>().as('pending'), eb.fn.min('next_attempt_at').as('oldest')])
+          .where('state', '=', PENDING)
+          .executeTakeFirst();
   const oldest = row?.oldest == null ? null : Number(row.oldest);
   return { pending: Number(row?.pending ?? 0), oldestDueAt: oldest !== null && oldest <= now ? oldest : null };
 }
@@ -157,7 +199,20 @@ export async function requeueDeliveries(db: Db, selection: DeliverySelection, no
     .set({ state: 'pending', outcome: null, round_attempts: 0, next_attempt_at: now, lease_owner: null, lease_token: null, lease_expires_at: null, completed_at: null, updated_at: now })
     .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]));
   if (except.length > 0) q = q.where('state', 'not in', except);
-  const rows = await q.returning('id').execute();
+  if (!onPostgres(db)) return (await q.returning('id').execute()).map((r) => r.id);
+  const rows = await db
+    .with('requeued', () => q.returning(['id', 'connection_id', 'channel', 'next_attempt_at']))
+    .with('queued', (qb) =>
+      qb
+        .insertInto('delivery_queue')
+        .columns(['delivery_id', 'connection_id', 'channel', 'run_at'])
+        .expression((eb) => eb.selectFrom('requeued').select(['id', 'connection_id', 'channel', 'next_attempt_at']))
+        .onConflict((oc) => oc.column('delivery_id').doUpdateSet((eb) => ({ run_at: eb.ref('excluded.run_at') }))),
+    )
+    .selectFrom('requeued')
+    .select(['id', 'connection_id', 'channel', 'next_attempt_at'])
+    .execute();
+  await notifyLanes(db, rows, now);
   return rows.map((r) => r.id);
 }
 
@@ -170,6 +225,12 @@ export async function cancelDeliveries(db: Db, selection: DeliverySelection, rea
     .set({ state: 'cancelled', outcome: 'cancelled', last_error: reason, completed_at: now, updated_at: now })
     .where('state', '=', PENDING);
   if (!opts.evenLeased) q = q.where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_expires_at', '<=', now)]));
-  const rows = await q.returning('id').execute();
+  if (!onPostgres(db)) return (await q.returning('id').execute()).map((r) => r.id);
+  const rows = await db
+    .with('cancelled', () => q.returning('id'))
+    .with('dequeued', (qb) => qb.deleteFrom('delivery_queue').where('delivery_id', 'in', (eb) => eb.selectFrom('cancelled').select('id')))
+    .selectFrom('cancelled')
+    .select('id')
+    .execute();
   return rows.map((r) => r.id);
 }
