@@ -2,6 +2,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { sql, type Selectable, type Transaction } from 'kysely';
 import type { Store } from './database.js';
 import type { Database, DeliveriesTable, DeliveryAttemptsTable, SchedulesTable } from './schema.js';
+import { prepared as named } from './prepared-statements.js';
 
 /**
  * Every statement that takes, extends, checks or gives back a lease, for both kinds of leased work:
@@ -13,10 +14,12 @@ import type { Database, DeliveriesTable, DeliveryAttemptsTable, SchedulesTable }
  * A leased row's due time (deliveries.next_attempt_at) moves to the lease's expiry, so claims never
  * wade through work in flight and a dead worker's rows come due again by themselves.
  *
- * On PostgreSQL claims scan delivery_queue (one narrow row per pending delivery: its lane and due
- * time, kept equal to next_attempt_at), so deliveries carries no index on what a claim or an outcome
- * changes and its updates stay HOT. Every statement here that changes a pending delivery changes its
- * queue row in the same statement, locking the queue row first, as a claim does.
+ * On PostgreSQL claims scan delivery_queue (one narrow row per pending delivery: its lane, due time
+ * and lease's end), so deliveries carries no index on what a claim or an outcome changes and its
+ * updates stay HOT. A claim sets the queue row's leased_until, which no index holds either (a HOT
+ * update): claims pass over the entries of rows in flight rather than moving them in the index.
+ * Every statement here that changes a pending delivery changes its queue row in the same
+ * statement, locking the queue row first, as a claim does.
  */
 
 type Trx = Transaction<Database>;
@@ -54,13 +57,13 @@ export async function claimDeliveries(store: Store, lane: Lane, limit: number, w
   }
   const until = now + leaseMs;
   const laneIs = 'connectionId' in lane ? sql`q.connection_id = ${lane.connectionId}` : sql`q.connection_id is null and q.channel = ${lane.channel}`;
-  const { rows } = await sql<ClaimedDelivery>`
+  const { rows } = await sql<ClaimedDelivery>`${named('connectionId' in lane ? 'claim_connection' : 'claim_channel')}
     with due as (
       select q.delivery_id from delivery_queue as q
-      where ${laneIs} and q.run_at <= ${now}
+      where ${laneIs} and q.run_at <= ${now} and (q.leased_until is null or q.leased_until <= ${now})
       order by q.run_at, q.delivery_id limit ${limit}
       for update skip locked),
-    moved as (update delivery_queue as q set run_at = ${until} from due where q.delivery_id = due.delivery_id returning q.delivery_id)
+    moved as (update delivery_queue as q set leased_until = ${until} from due where q.delivery_id = due.delivery_id returning q.delivery_id)
     update deliveries set lease_owner = ${worker}, lease_token = ${token}, lease_expires_at = ${until}, next_attempt_at = ${until}, updated_at = ${now}
     from moved where deliveries.id = moved.delivery_id and deliveries.state = ${PENDING}
     returning ${PG_RETURNING}`.execute(store.db);
@@ -89,7 +92,7 @@ export async function claimDelivery(store: Store, id: number, worker: string, no
       from held where deliveries.id = held.delivery_id and deliveries.state = ${PENDING}
         and (deliveries.lease_expires_at is null or deliveries.lease_expires_at <= ${now})
       returning ${PG_RETURNING}),
-    moved as (update delivery_queue as q set run_at = ${until} from taken where q.delivery_id = taken.id)
+    moved as (update delivery_queue as q set leased_until = ${until} from taken where q.delivery_id = taken.id)
     select * from taken`.execute(store.db);
   return rows[0];
 }
@@ -104,7 +107,7 @@ export async function renewDeliveryLease(store: Store, id: number, token: string
         update deliveries set lease_expires_at = ${until}, next_attempt_at = ${until}
         from held where deliveries.id = held.delivery_id and deliveries.lease_token = ${token} and deliveries.state = ${PENDING} and deliveries.lease_expires_at > ${now}
         returning deliveries.id),
-      moved as (update delivery_queue as q set run_at = ${until} from renewed where q.delivery_id = renewed.id)
+      moved as (update delivery_queue as q set leased_until = ${until} from renewed where q.delivery_id = renewed.id)
       select id from renewed`.execute(store.db);
     return rows.length === 1 ? until : undefined;
   }
@@ -131,7 +134,7 @@ export async function releaseDeliveryLeases(store: Store, held: { id: number; to
         update deliveries set lease_owner = null, lease_token = null, lease_expires_at = null, next_attempt_at = ${now}
         from held where deliveries.id = held.delivery_id and deliveries.lease_token = any(${tokens}::text[]) and deliveries.state = ${PENDING}
         returning deliveries.id)
-      update delivery_queue as q set run_at = ${now} from released where q.delivery_id = released.id`.execute(store.db);
+      update delivery_queue as q set run_at = ${now}, leased_until = null from released where q.delivery_id = released.id`.execute(store.db);
     return;
   }
   await store.db
@@ -197,7 +200,7 @@ export async function recordAttempts(store: Store, trx: Trx, attempts: AttemptRo
   // (deleted when the delivery ended, due again when it will be retried).
   const a = attempts;
   const o = outcomes;
-  const result = await sql<{ id: number }>`
+  const result = await sql<{ id: number }>`${named('record_attempts')}
     with logged as (
       insert into delivery_attempts (delivery_id, attempt, worker, started_at, duration_ms, status, response_headers, response_body, error, outcome, reason)
       select delivery_id, attempt, worker, started_at, duration_ms, status, cast(response_headers as jsonb), response_body, error, outcome, reason
@@ -210,7 +213,6 @@ export async function recordAttempts(store: Store, trx: Trx, attempts: AttemptRo
         ${o.map((r) => r.startedAt)}::bigint[], ${o.map((r) => r.state)}::text[], ${o.map((r) => r.outcome)}::text[], ${o.map((r) => r.nextAttemptAt)}::bigint[],
         ${o.map((r) => r.lastStatus)}::int[], ${o.map((r) => r.lastError)}::text[], ${o.map((r) => r.completedAt)}::bigint[], ${o.map((r) => r.headers)}::text[])
         as v (id, token, attempts, round_attempts, started_at, state, outcome, next_attempt_at, last_status, last_error, completed_at, headers)),
-    held as (select q.delivery_id from delivery_queue as q where q.delivery_id in (select id from v) order by q.delivery_id for update),
     changed as (
       update deliveries set
         attempts = v.attempts, round_attempts = v.round_attempts,
@@ -219,11 +221,11 @@ export async function recordAttempts(store: Store, trx: Trx, attempts: AttemptRo
         lease_owner = null, lease_token = null, lease_expires_at = null,
         last_status = v.last_status, last_error = v.last_error, updated_at = ${now}, completed_at = v.completed_at,
         headers = coalesce(cast(v.headers as jsonb), deliveries.headers)
-      from v, held
-      where deliveries.id = v.id and held.delivery_id = v.id and deliveries.lease_token = v.token and deliveries.state = ${PENDING}
+      from v
+      where deliveries.id = v.id and deliveries.lease_token = v.token and deliveries.state = ${PENDING}
       returning deliveries.id, deliveries.state, deliveries.next_attempt_at),
     ended as (delete from delivery_queue as q using changed where q.delivery_id = changed.id and changed.state <> ${PENDING}),
-    retried as (update delivery_queue as q set run_at = changed.next_attempt_at from changed where q.delivery_id = changed.id and changed.state = ${PENDING})
+    retried as (update delivery_queue as q set run_at = changed.next_attempt_at, leased_until = null from changed where q.delivery_id = changed.id and changed.state = ${PENDING})
     select id from changed`.execute(trx);
   return new Set(result.rows.map((r) => Number(r.id)));
 }

@@ -16,6 +16,9 @@ import type { Database, DeliveriesTable } from './schema.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
+/** A queue row no live lease holds (delivery_queue as q). */
+const queueUnleased = (now: number) => sql<boolean>`(q.leased_until is null or q.leased_until <= ${now})`;
+
 /** Callers hand in a database or a transaction, not the store: its dialect is the adapter's. */
 const onPostgres = (db: Db) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -124,7 +127,7 @@ export async function dueConnections(store: Store, now: number): Promise<number[
     .where(({ exists, selectFrom }) =>
       exists(
         store.dialect === 'postgres'
-          ? selectFrom('delivery_queue as q').select('q.delivery_id').whereRef('q.connection_id', '=', 'c.id').where('q.run_at', '<=', now).limit(1)
+          ? selectFrom('delivery_queue as q').select('q.delivery_id').whereRef('q.connection_id', '=', 'c.id').where('q.run_at', '<=', now).where(queueUnleased(now)).limit(1)
           : selectFrom('deliveries as d').select('d.id').whereRef('d.connection_id', '=', 'c.id').where('d.state', '=', PENDING).where('d.next_attempt_at', '<=', now).limit(1),
       ),
     )
@@ -135,7 +138,7 @@ export async function dueConnections(store: Store, now: number): Promise<number[
 /** Whether deliveries of a channel without connections (e-mail) are due now. */
 export async function channelWorkDue(store: Store, channel: string, now: number): Promise<boolean> {
   if (store.dialect === 'postgres') {
-    const row = await store.db.selectFrom('delivery_queue').select('delivery_id').where('connection_id', 'is', null).where('run_at', '<=', now).where('channel', '=', channel).limit(1).executeTakeFirst();
+    const row = await store.db.selectFrom('delivery_queue as q').select('q.delivery_id').where('q.connection_id', 'is', null).where('q.run_at', '<=', now).where(queueUnleased(now)).where('q.channel', '=', channel).limit(1).executeTakeFirst();
     return row !== undefined;
   }
   const row = await store.db
@@ -160,7 +163,8 @@ export async function queueStats(store: Store, now: number): Promise<QueueStats>
     store.dialect === 'postgres'
       ? await store.db
           .selectFrom('delivery_queue')
-          .select((eb) => [eb.fn.countAll<number>().as('pending'), eb.fn.min('run_at').as('oldest')])
+          // A leased row is due when its lease ends, as deliveries.next_attempt_at says.
+          .select((eb) => [eb.fn.countAll<number>().as('pending'), eb.fn.min(sql<number>`greatest(run_at, coalesce(leased_until, 0))`).as('oldest')])
           .executeTakeFirst()
       : await store.db
           .selectFrom('deliveries')
@@ -207,7 +211,7 @@ export async function requeueDeliveries(db: Db, selection: DeliverySelection, no
         .insertInto('delivery_queue')
         .columns(['delivery_id', 'connection_id', 'channel', 'run_at'])
         .expression((eb) => eb.selectFrom('requeued').select(['id', 'connection_id', 'channel', 'next_attempt_at']))
-        .onConflict((oc) => oc.column('delivery_id').doUpdateSet((eb) => ({ run_at: eb.ref('excluded.run_at') }))),
+        .onConflict((oc) => oc.column('delivery_id').doUpdateSet((eb) => ({ run_at: eb.ref('excluded.run_at'), leased_until: null }))),
     )
     .selectFrom('requeued')
     .select(['id', 'connection_id', 'channel', 'next_attempt_at'])

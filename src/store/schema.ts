@@ -135,15 +135,17 @@ export interface DeliveriesTable {
 }
 
 /**
- * PostgreSQL only: one narrow row per pending delivery, what claims scan (its due time, moved to the
- * lease's end while leased, as deliveries.next_attempt_at is), deleted when the delivery ends. It
- * keeps the claim index off `deliveries`, so that table's updates stay HOT.
+ * PostgreSQL only: one narrow row per pending delivery, what claims scan, deleted when the delivery
+ * ends. It keeps the claim index off `deliveries`, so that table's updates stay HOT.
  */
 export interface DeliveryQueueTable {
   delivery_id: number;
   connection_id: number | null;
   channel: string;
+  /** When it is due (deliveries.next_attempt_at before any lease). */
   run_at: number;
+  /** The lease's end while a claim holds it (deliveries.lease_expires_at); not indexed, so claiming is a HOT update. */
+  leased_until: Generated<number | null>;
 }
 
 export interface DeliveryAttemptsTable {
