@@ -188,11 +188,12 @@ export interface AttemptOutcomeRow {
 export type AttemptRow = Omit<Selectable<DeliveryAttemptsTable>, 'id' | 'response_headers'> & { response_headers: string | null };
 
 /**
- * Records a batch of attempts inside the caller's transaction: the attempt log rows (always: an
+ * Records a batch of attempts inside the caller's transaction (on PostgreSQL it may pass the
+ * database: the batch is one statement, atomic by itself): the attempt log rows (always: an
  * attempt happened, whoever holds the delivery now), and each delivery's new state, only where the
  * token of the claim that made the attempt is still the delivery's. Answers the ids changed.
  */
-export async function recordAttempts(store: Store, trx: Trx, attempts: AttemptRow[], outcomes: AttemptOutcomeRow[], now: number): Promise<Set<number>> {
+export async function recordAttempts(store: Store, trx: Trx | Store['db'], attempts: AttemptRow[], outcomes: AttemptOutcomeRow[], now: number): Promise<Set<number>> {
   // The transaction holds SQLite's one connection: the prepared statements run inside it.
   if (store.dialect === 'sqlite') return sqliteStatements(store.raw).record(attempts, outcomes, now);
   // One statement for the batch, its values as arrays (the same text whatever the batch's size):
