@@ -118,18 +118,28 @@ export async function deliveryBody(db: Db, row: { id: number; body: string; body
  * probe per destination, whatever the size of the backlog.
  */
 export async function dueConnections(store: Store, now: number): Promise<number[]> {
-  const rows = await store.db
+  const usable = store.db
     .selectFrom('connections as c')
     .select('c.id')
     .where('c.disabled_at', 'is', null)
     .where('c.deleted_at', 'is', null)
-    .where((eb) => eb.or([eb('c.throttled_until', 'is', null), eb('c.throttled_until', '<=', now)]))
+    .where((eb) => eb.or([eb('c.throttled_until', 'is', null), eb('c.throttled_until', '<=', now)]));
+  if (store.dialect === 'postgres') {
+    // A lateral LIMIT 1 in the index's order, not EXISTS: PostgreSQL made EXISTS a semi-join over a
+    // sequential scan of the whole queue (30 ms at a backlog of 50,000, at every poll), where this
+    // is one index probe per connection.
+    const rows = await usable
+      .innerJoinLateral(
+        (eb) =>
+          eb.selectFrom('delivery_queue as q').select('q.delivery_id').whereRef('q.connection_id', '=', 'c.id').where('q.run_at', '<=', now).where(queueUnleased(now)).orderBy('q.run_at').limit(1).as('due'),
+        (join) => join.onTrue(),
+      )
+      .execute();
+    return rows.map((r) => r.id);
+  }
+  const rows = await usable
     .where(({ exists, selectFrom }) =>
-      exists(
-        store.dialect === 'postgres'
-          ? selectFrom('delivery_queue as q').select('q.delivery_id').whereRef('q.connection_id', '=', 'c.id').where('q.run_at', '<=', now).where(queueUnleased(now)).limit(1)
-          : selectFrom('deliveries as d').select('d.id').whereRef('d.connection_id', '=', 'c.id').where('d.state', '=', PENDING).where('d.next_attempt_at', '<=', now).limit(1),
-      ),
+      exists(selectFrom('deliveries as d').select('d.id').whereRef('d.connection_id', '=', 'c.id').where('d.state', '=', PENDING).where('d.next_attempt_at', '<=', now).limit(1)),
     )
     .execute();
   return rows.map((r) => r.id);
@@ -138,7 +148,7 @@ export async function dueConnections(store: Store, now: number): Promise<number[
 /** Whether deliveries of a channel without connections (e-mail) are due now. */
 export async function channelWorkDue(store: Store, channel: string, now: number): Promise<boolean> {
   if (store.dialect === 'postgres') {
-    const row = await store.db.selectFrom('delivery_queue as q').select('q.delivery_id').where('q.connection_id', 'is', null).where('q.run_at', '<=', now).where(queueUnleased(now)).where('q.channel', '=', channel).limit(1).executeTakeFirst();
+    const row = await store.db.selectFrom('delivery_queue as q').select('q.delivery_id').where('q.connection_id', 'is', null).where('q.run_at', '<=', now).where(queueUnleased(now)).where('q.channel', '=', channel).orderBy('q.run_at').limit(1).executeTakeFirst();
     return row !== undefined;
   }
   const row = await store.db
