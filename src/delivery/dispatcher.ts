@@ -60,6 +60,12 @@ export class Dispatcher {
   readonly #leased = new Map<number, string>();
   /** Lanes known to have due work; refreshed from the database every poll. */
   #hot = new Set<LaneKey>();
+  /**
+   * Lanes noticed (another process committed work on them) since the look at them now under way
+   * began: a discovery or claim that started before that commit cannot have seen the work, so it
+   * must not take the lane off the hot list.
+   */
+  readonly #noticed = new Set<LaneKey>();
   #warnedUnavailable = 0;
   #lastDiscovery = 0;
   #lastChannelProbe = 0;
@@ -103,7 +109,9 @@ export class Dispatcher {
 
   /** Another process committed work due now on this lane. */
   #notice(lane: string): void {
-    this.#hot.add(/^\d+$/.test(lane) ? Number(lane) : (lane as LaneKey));
+    const key: LaneKey = /^\d+$/.test(lane) ? Number(lane) : (lane as LaneKey);
+    this.#hot.add(key);
+    this.#noticed.add(key);
     this.wake();
   }
 
@@ -137,6 +145,7 @@ export class Dispatcher {
       const now = Date.now();
       if (now - this.#lastDiscovery >= config.pollIntervalMs) {
         this.#lastDiscovery = now;
+        this.#noticed.clear();
         const hot = new Set<LaneKey>(await dueConnections(this.deps.store, now));
         // Standalone channels (e-mail) are probed once per poll interval, not at every discovery
         // an answer forces: their lanes found hot since are kept meanwhile.
@@ -154,6 +163,7 @@ export class Dispatcher {
         } else {
           for (const key of this.#hot) if (typeof key === 'string') hot.add(key);
         }
+        for (const key of this.#noticed) hot.add(key);
         this.#hot = hot;
         this.events.emit('discovered', { lanes: [...hot] });
       }
@@ -173,8 +183,9 @@ export class Dispatcher {
         // whose fixed cost is several deliveries' worth); an idle lane claims at once.
         const want = Math.min(room, config.claimBatch, 3 * limits.maxConcurrency - held, limits.rateBudget(Date.now()));
         if (want <= 0 || (held > 0 && want < limits.maxConcurrency)) continue;
+        this.#noticed.delete(key);
         const claimed = await claimDeliveries(this.deps.store, open.lane, want, this.worker, Date.now(), config.leaseMs);
-        if (claimed.length < want) this.#hot.delete(key);
+        if (claimed.length < want && !this.#noticed.has(key)) this.#hot.delete(key);
         limits.spend(claimed.length, Date.now());
         for (const delivery of claimed) {
           this.#leased.set(delivery.id, delivery.lease_token);
