@@ -29,9 +29,9 @@
 //               overrides) for BENCH_LATENCY_SECONDS, in a batch every BENCH_PRODUCER_TICK_MS, each body
 //               stamped with its enqueue time {"t": performance.timeOrigin + performance.now()}; the sink
 //               keeps arrival − t. The first BENCH_LATENCY_WARMUP_S are left out of p50/p99. The enqueue
-//               happens in another process than the worker, so cohortcast finds the work by polling
+//               happens in another process than the worker: on SQLite cohortcast finds the work by polling
 //               every COHORTCAST_DELIVERY_POLL_INTERVAL_MS (its default, 250, unless BENCH_POLL_INTERVAL_MS
-//               is set); graphile-worker hears of new jobs through LISTEN/NOTIFY.
+//               is set); on PostgreSQL cohortcast and graphile-worker hear of it through LISTEN/NOTIFY.
 //
 // Environment (all optional):
 //   BENCH_SECONDS=5            measured seconds of the bare loop (after BENCH_WARMUP_SECONDS=1 of warm-up)
@@ -787,8 +787,8 @@ async function main() {
   }
   notes.push(
     `p50/p99: enqueue (in this process) to first arrival at the sink, at half each target's peak, enqueued in a batch every ${PRODUCER_TICK_MS} ms; ` +
-      `cohortcast polls for work enqueued by another process every ${pollMs} ms (COHORTCAST_DELIVERY_POLL_INTERVAL_MS${POLL_INTERVAL_MS === undefined ? ', its default' : ''}), ` +
-      'graphile-worker is woken by LISTEN/NOTIFY',
+      `cohortcast on SQLite polls for work enqueued by another process every ${pollMs} ms (COHORTCAST_DELIVERY_POLL_INTERVAL_MS${POLL_INTERVAL_MS === undefined ? ', its default' : ''}), ` +
+      'cohortcast on PostgreSQL and graphile-worker are woken by LISTEN/NOTIFY',
   );
   if (results.graphile) {
     notes.push(

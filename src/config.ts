@@ -163,6 +163,8 @@ export interface DeliveryConfig {
   secretKey: string | undefined;
   /** Idle dispatcher polls the outbox this often; new work found by this process is sent at once. */
   pollIntervalMs: number;
+  /** PostgreSQL: after the connection that LISTENs for work enqueued elsewhere drops, try again this long after (polling meanwhile). */
+  listenRetryMs: number;
   /** Deliveries claimed per destination per round. */
   claimBatch: number;
   /** Requests in flight at once from this process, over all destinations (on the wire or waiting for a slot). */
@@ -432,6 +434,7 @@ function deliveryConfig(env: Env): DeliveryConfig {
     allowedNetworks: (env.COHORTCAST_ALLOWED_NETWORKS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     secretKey: env.COHORTCAST_SECRET_KEY || undefined,
     pollIntervalMs: intFromEnv(env, 'COHORTCAST_DELIVERY_POLL_INTERVAL_MS', 250, 1),
+    listenRetryMs: intFromEnv(env, 'COHORTCAST_DELIVERY_LISTEN_RETRY_MS', 1000, 1),
     claimBatch: intFromEnv(env, 'COHORTCAST_DELIVERY_CLAIM_BATCH', 200, 1),
     maxInFlight: intFromEnv(env, 'COHORTCAST_DELIVERY_MAX_IN_FLIGHT', 256, 1),
     leaseMs,

@@ -5,6 +5,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/database.js';
 import { cancelHeldDelivery, claimDeliveries, claimDelivery, releaseDeliveryLeases, renewDeliveryLease, type ClaimedDelivery, type Lane } from '../store/leases.js';
 import { channelWorkDue, dueConnections } from '../store/outbox-repo.js';
+import { listenForLanes, type LaneNotices } from '../store/lane-notices.js';
 import { channelLane, UnknownChannelError, type Channel, type ChannelRegistry, type LaneKey, type LaneLimits } from './channels.js';
 import { scheduledDelay, type AttemptResult, type Verdict } from './classify.js';
 import type { ConnectionDirectory, LiveConnection } from './connections.js';
@@ -59,6 +60,12 @@ export class Dispatcher {
   readonly #leased = new Map<number, string>();
   /** Lanes known to have due work; refreshed from the database every poll. */
   #hot = new Set<LaneKey>();
+  /**
+   * Lanes noticed (another process committed work on them) since the look at them now under way
+   * began: a discovery or claim that started before that commit cannot have seen the work, so it
+   * must not take the lane off the hot list.
+   */
+  readonly #noticed = new Set<LaneKey>();
   #warnedUnavailable = 0;
   #lastDiscovery = 0;
   #lastChannelProbe = 0;
@@ -73,6 +80,8 @@ export class Dispatcher {
   readonly #idle: (() => void)[] = [];
   /** Leases being given back: stop() waits for them before the store closes. */
   readonly #releasing = new Set<Promise<void>>();
+  /** PostgreSQL: lanes that other processes enqueued work on, as they commit it. */
+  #notices: LaneNotices | undefined;
 
   constructor(private readonly deps: DispatcherDeps) {
     this.worker = deps.worker;
@@ -80,7 +89,30 @@ export class Dispatcher {
 
   start(): void {
     this.#running = true;
+    const { store, config, log } = this.deps;
+    // On SQLite one process owns the data folder: its own enqueues wake it (wake()), nothing else can.
+    if (store.dialect === 'postgres') {
+      let lostAt = 0;
+      this.#notices = listenForLanes(store, config.listenRetryMs, {
+        lane: (lane) => this.#notice(lane),
+        listening: () => this.wake(true),
+        lost: (err) => {
+          // Once a minute at most: a database that stays down would fill the log.
+          if (Date.now() - lostAt < 60_000) return;
+          lostAt = Date.now();
+          log.warn({ err }, 'listening for deliveries enqueued elsewhere failed; polling until it is back');
+        },
+      });
+    }
     this.wake(true);
+  }
+
+  /** Another process committed work due now on this lane. */
+  #notice(lane: string): void {
+    const key: LaneKey = /^\d+$/.test(lane) ? Number(lane) : (lane as LaneKey);
+    this.#hot.add(key);
+    this.#noticed.add(key);
+    this.wake();
   }
 
   /** New work may be due (an enqueue in this process, a finished attempt): look now. */
@@ -113,6 +145,7 @@ export class Dispatcher {
       const now = Date.now();
       if (now - this.#lastDiscovery >= config.pollIntervalMs) {
         this.#lastDiscovery = now;
+        this.#noticed.clear();
         const hot = new Set<LaneKey>(await dueConnections(this.deps.store, now));
         // Standalone channels (e-mail) are probed once per poll interval, not at every discovery
         // an answer forces: their lanes found hot since are kept meanwhile.
@@ -130,6 +163,7 @@ export class Dispatcher {
         } else {
           for (const key of this.#hot) if (typeof key === 'string') hot.add(key);
         }
+        for (const key of this.#noticed) hot.add(key);
         this.#hot = hot;
         this.events.emit('discovered', { lanes: [...hot] });
       }
@@ -149,8 +183,9 @@ export class Dispatcher {
         // whose fixed cost is several deliveries' worth); an idle lane claims at once.
         const want = Math.min(room, config.claimBatch, 3 * limits.maxConcurrency - held, limits.rateBudget(Date.now()));
         if (want <= 0 || (held > 0 && want < limits.maxConcurrency)) continue;
+        this.#noticed.delete(key);
         const claimed = await claimDeliveries(this.deps.store, open.lane, want, this.worker, Date.now(), config.leaseMs);
-        if (claimed.length < want) this.#hot.delete(key);
+        if (claimed.length < want && !this.#noticed.has(key)) this.#hot.delete(key);
         limits.spend(claimed.length, Date.now());
         for (const delivery of claimed) {
           this.#leased.set(delivery.id, delivery.lease_token);
@@ -347,6 +382,7 @@ export class Dispatcher {
   async stop(): Promise<void> {
     this.#running = false;
     clearTimeout(this.#timer);
+    await this.#notices?.close();
     while (this.#looping) await new Promise((r) => setTimeout(r, 5));
     // Requests still waiting for a slot were never sent: they come back and their leases are given back.
     for (const key of this.#sending.keys()) this.deps.channels.withdraw(key);

@@ -46,7 +46,9 @@ function reasonOf(c: Completion): string | null {
 /**
  * Records a batch of attempts in one transaction: the attempt log, each delivery's new state
  * (only under the claim that made the attempt), destinations disabled or slowed down, and, for
- * deliveries that ended, their owner's reaction in the same transaction.
+ * deliveries that ended, their owner's reaction in the same transaction. On PostgreSQL a batch
+ * that needs nothing beyond the recording (successes nobody owns, retries) is one statement,
+ * atomic by itself: no BEGIN and COMMIT round trips around it.
  */
 export async function finishAttempts(
   deps: { store: Store; owners: OwnerRegistry; config: DeliveryConfig; metrics: Metrics; log: Logger },
@@ -57,72 +59,85 @@ export async function finishAttempts(
   let ownersTold = false;
   const now = Date.now();
   const finished: { channel: string; outcome: DeliveryOutcome['outcome'] }[] = [];
-  await store.db.transaction().execute(async (trx) => {
-    const changed = await recordAttempts(
-      store,
-      trx,
-      batch.map((c) => ({
-        delivery_id: c.delivery.id,
-        attempt: c.delivery.attempts + 1,
-        worker,
-        started_at: c.startedAt,
-        duration_ms: c.result.durationMs,
-        status: c.result.status ?? null,
-        response_headers: c.result.headers ? storable(JSON.stringify(c.result.headers)) : null,
-        response_body: c.result.status === undefined ? null : storable(c.result.body, config.storedResponseBytes),
-        error: c.result.error ? storable(`${c.result.error.kind}: ${c.result.error.message}`, 2048) : null,
-        outcome: outcomeOf(c),
-        reason: reasonOf(c),
-      })),
-      batch.map((c) => {
-        const outcome = outcomeOf(c);
-        const ended = outcome !== 'retry';
-        return {
-          id: c.delivery.id,
-          token: c.delivery.lease_token,
-          attempts: c.delivery.attempts + 1,
-          roundAttempts: c.delivery.round_attempts + 1,
-          startedAt: c.startedAt,
-          state: ended ? (outcome === 'success' ? 'succeeded' : 'failed') : 'pending',
-          outcome: ended ? (outcome === 'success' ? 'delivered' : outcome) : null,
-          nextAttemptAt: c.nextAttemptAt ?? c.delivery.next_attempt_at,
-          lastStatus: c.result.status ?? null,
-          lastError: reasonOf(c),
-          completedAt: ended ? now : null,
-          headers: c.result.next ? JSON.stringify(c.result.next.headers) : null,
-        };
-      }),
-      now,
-    );
+  const attempts = batch.map((c) => ({
+    delivery_id: c.delivery.id,
+    attempt: c.delivery.attempts + 1,
+    worker,
+    started_at: c.startedAt,
+    duration_ms: c.result.durationMs,
+    status: c.result.status ?? null,
+    response_headers: c.result.headers ? storable(JSON.stringify(c.result.headers)) : null,
+    response_body: c.result.status === undefined ? null : storable(c.result.body, config.storedResponseBytes),
+    error: c.result.error ? storable(`${c.result.error.kind}: ${c.result.error.message}`, 2048) : null,
+    outcome: outcomeOf(c),
+    reason: reasonOf(c),
+  }));
+  const outcomes = batch.map((c) => {
+    const outcome = outcomeOf(c);
+    const ended = outcome !== 'retry';
+    return {
+      id: c.delivery.id,
+      token: c.delivery.lease_token,
+      attempts: c.delivery.attempts + 1,
+      roundAttempts: c.delivery.round_attempts + 1,
+      startedAt: c.startedAt,
+      state: ended ? (outcome === 'success' ? ('succeeded' as const) : ('failed' as const)) : ('pending' as const),
+      outcome: ended ? (outcome === 'success' ? 'delivered' : outcome) : null,
+      nextAttemptAt: c.nextAttemptAt ?? c.delivery.next_attempt_at,
+      lastStatus: c.result.status ?? null,
+      lastError: reasonOf(c),
+      completedAt: ended ? now : null,
+      headers: c.result.next ? JSON.stringify(c.result.next.headers) : null,
+    };
+  });
+  /** What the recording's transaction must do besides it, for one attempt. */
+  const followUp = (c: Completion): boolean => {
+    const outcome = outcomeOf(c);
+    if (c.connectionId !== null && ((c.verdict.kind === 'fail' && c.verdict.disableDestination) || (c.verdict.kind === 'retry' && c.verdict.throttleMs))) return true;
+    if (outcome === 'retry') return false;
+    return owners.get(c.delivery.owner_kind) !== undefined || (outcome !== 'success' && owners.observers.length > 0);
+  };
+  const endings = (changed: Set<number>) => {
     for (const c of batch) {
       const outcome = outcomeOf(c);
-      const ended = outcome !== 'retry';
-      const reason = reasonOf(c);
-      // The lease ran out and another claim holds this delivery now: it will record the end.
-      if (!changed.has(c.delivery.id)) continue;
-      if (c.connectionId !== null && c.verdict.kind === 'fail' && c.verdict.disableDestination) {
-        await disableConnection(trx, c.connectionId, `disabled after ${reason}`, now);
-        for (const o of owners.observers) await o.connectionDisabled?.(trx, c.delivery.project_id, c.connectionId, `disabled after ${reason}`);
-      }
-      if (c.connectionId !== null && c.verdict.kind === 'retry' && c.verdict.throttleMs) await throttleConnection(trx, c.connectionId, now + Math.min(c.verdict.throttleMs, config.maxRetryAfterMs));
-      if (!ended) continue;
-      const final = outcome === 'success' ? 'delivered' : outcome;
-      finished.push({ channel: c.delivery.channel, outcome: final });
-      const ending: DeliveryOutcome = {
-        delivery: c.delivery,
-        state: final === 'delivered' ? 'succeeded' : 'failed',
-        outcome: final,
-        status: c.result.status ?? null,
-        reason,
-      };
-      const owner = owners.get(c.delivery.owner_kind);
-      if (owner) {
-        ownersTold = true;
-        await owner.finished(trx, ending);
-      }
-      for (const o of owners.observers) await o.ended?.(trx, ending);
+      if (changed.has(c.delivery.id) && outcome !== 'retry') finished.push({ channel: c.delivery.channel, outcome: outcome === 'success' ? 'delivered' : outcome });
     }
-  });
+  };
+  if (store.dialect === 'postgres' && !batch.some(followUp)) {
+    endings(await recordAttempts(store, store.db, attempts, outcomes, now));
+  } else {
+    await store.db.transaction().execute(async (trx) => {
+      const changed = await recordAttempts(store, trx, attempts, outcomes, now);
+      endings(changed);
+      for (const c of batch) {
+        const outcome = outcomeOf(c);
+        const ended = outcome !== 'retry';
+        const reason = reasonOf(c);
+        // The lease ran out and another claim holds this delivery now: it will record the end.
+        if (!changed.has(c.delivery.id)) continue;
+        if (c.connectionId !== null && c.verdict.kind === 'fail' && c.verdict.disableDestination) {
+          await disableConnection(trx, c.connectionId, `disabled after ${reason}`, now);
+          for (const o of owners.observers) await o.connectionDisabled?.(trx, c.delivery.project_id, c.connectionId, `disabled after ${reason}`);
+        }
+        if (c.connectionId !== null && c.verdict.kind === 'retry' && c.verdict.throttleMs) await throttleConnection(trx, c.connectionId, now + Math.min(c.verdict.throttleMs, config.maxRetryAfterMs));
+        if (!ended) continue;
+        const final = outcome === 'success' ? 'delivered' : outcome;
+        const ending: DeliveryOutcome = {
+          delivery: c.delivery,
+          state: final === 'delivered' ? 'succeeded' : 'failed',
+          outcome: final,
+          status: c.result.status ?? null,
+          reason,
+        };
+        const owner = owners.get(c.delivery.owner_kind);
+        if (owner) {
+          ownersTold = true;
+          await owner.finished(trx, ending);
+        }
+        if (final !== 'delivered') for (const o of owners.observers) await o.failed?.(trx, ending);
+      }
+    });
+  }
   // Counted once the transaction has committed: a rolled-back batch is attempted again.
   for (const c of batch) {
     const outcome = outcomeOf(c);

@@ -19,9 +19,13 @@ export interface DeliveryOwner {
   finished(trx: Transaction<Database>, outcome: DeliveryOutcome): Promise<void>;
 }
 
-/** Hears of every delivery's end and every connection switched off, in the transaction that records it (subscriptions emit events from these). */
+/**
+ * Hears of every delivery that ended unsent or refused, and every connection switched off, in the
+ * transaction that records it (subscriptions emit events from these). Successes are not told: a
+ * batch of them is recorded in one statement, with no transaction around it, on PostgreSQL.
+ */
 export interface DeliveryObserver {
-  ended?(trx: Transaction<Database>, outcome: DeliveryOutcome): Promise<void>;
+  failed?(trx: Transaction<Database>, outcome: DeliveryOutcome): Promise<void>;
   connectionDisabled?(trx: Transaction<Database>, projectId: number, connectionId: number, reason: string): Promise<void>;
 }
 

@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import type { Database } from './schema.js';
 import { startCheckpointer } from './sqlite-checkpointer.js';
 import { withStatementCache } from './sqlite-statements.js';
+import { PREPARED_PREFIX } from './prepared-statements.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -89,8 +90,21 @@ function redactUrl(url: string): string {
   }
 }
 
+/** Runs the statements marked with PREPARED_PREFIX (prepared-statements.ts) as named prepared statements. */
+class PreparingClient extends pg.Client {
+  override query(...args: unknown[]): any {
+    const [text, values] = args;
+    if (typeof text === 'string' && text.startsWith(PREPARED_PREFIX) && !(typeof values === 'function')) {
+      const name = text.slice(PREPARED_PREFIX.length, text.indexOf('\n'));
+      return super.query({ name, text, values: values as unknown[] | undefined });
+    }
+    return (super.query as (...a: unknown[]) => unknown)(...args);
+  }
+}
+
 function openPostgres(config: Config, url: string): PostgresStore {
   const pool = new pg.Pool({
+    Client: PreparingClient,
     connectionString: url,
     max: config.postgres.poolSize,
     types: pgTypes,

@@ -2,6 +2,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { sql, type Selectable, type Transaction } from 'kysely';
 import type { Store } from './database.js';
 import type { Database, DeliveriesTable, DeliveryAttemptsTable, SchedulesTable } from './schema.js';
+import { prepared as named } from './prepared-statements.js';
 
 /**
  * Every statement that takes, extends, checks or gives back a lease, for both kinds of leased work:
@@ -12,6 +13,13 @@ import type { Database, DeliveriesTable, DeliveryAttemptsTable, SchedulesTable }
  *
  * A leased row's due time (deliveries.next_attempt_at) moves to the lease's expiry, so claims never
  * wade through work in flight and a dead worker's rows come due again by themselves.
+ *
+ * On PostgreSQL claims scan delivery_queue (one narrow row per pending delivery: its lane, due time
+ * and lease's end), so deliveries carries no index on what a claim or an outcome changes and its
+ * updates stay HOT. A claim sets the queue row's leased_until, which no index holds either (a HOT
+ * update): claims pass over the entries of rows in flight rather than moving them in the index.
+ * Every statement here that changes a pending delivery changes its queue row in the same
+ * statement, locking the queue row first, as a claim does.
  */
 
 type Trx = Transaction<Database>;
@@ -32,7 +40,7 @@ const CLAIMED_COLUMNS = ['id', 'project_id', 'channel', 'connection_id', 'webhoo
 export type ClaimedDelivery = Pick<DeliveryRow, (typeof CLAIMED_COLUMNS)[number] | 'body'> & { lease_token: string };
 /** A large body lives in delivery_bodies (outbox-repo.ts): read through this expression. */
 const BODY = `case when body_apart = 1 then (select b.body from delivery_bodies as b where b.delivery_id = deliveries.id) else body end`;
-const claimedReturning = [...CLAIMED_COLUMNS, sql.raw<string>(BODY).as('body')] as const;
+const PG_RETURNING = sql.raw(`${CLAIMED_COLUMNS.map((c) => `deliveries.${c}`).join(', ')}, ${BODY} as body`);
 
 /** Whose deliveries a claim takes: one connection's, or those of a channel with no connections (e-mail). */
 export type Lane = { connectionId: number } | { channel: string };
@@ -47,42 +55,62 @@ export async function claimDeliveries(store: Store, lane: Lane, limit: number, w
     const { raw } = store;
     return store.db.connection().execute(async () => sqliteStatements(raw).claim(lane, limit, worker, token, now, leaseMs));
   }
-  const due = store.db
-    .selectFrom('deliveries')
-    .select('id')
-    .$call((q) => ('connectionId' in lane ? q.where('connection_id', '=', lane.connectionId) : q.where('connection_id', 'is', null).where('channel', '=', lane.channel)))
-    .where('state', '=', PENDING)
-    .where('next_attempt_at', '<=', now)
-    .orderBy('next_attempt_at')
-    .orderBy('id')
-    .limit(limit)
-    .forUpdate()
-    .skipLocked();
-  const rows = await store.db
-    .updateTable('deliveries')
-    .set({ lease_owner: worker, lease_token: token, lease_expires_at: now + leaseMs, next_attempt_at: now + leaseMs, updated_at: now })
-    .where('id', 'in', due)
-    .returning(claimedReturning)
-    .execute();
-  return rows as ClaimedDelivery[];
+  const until = now + leaseMs;
+  const laneIs = 'connectionId' in lane ? sql`q.connection_id = ${lane.connectionId}` : sql`q.connection_id is null and q.channel = ${lane.channel}`;
+  const { rows } = await sql<ClaimedDelivery>`${named('connectionId' in lane ? 'claim_connection' : 'claim_channel')}
+    with due as (
+      select q.delivery_id from delivery_queue as q
+      where ${laneIs} and q.run_at <= ${now} and (q.leased_until is null or q.leased_until <= ${now})
+      order by q.run_at, q.delivery_id limit ${limit}
+      for update skip locked),
+    moved as (update delivery_queue as q set leased_until = ${until} from due where q.delivery_id = due.delivery_id returning q.delivery_id)
+    update deliveries set lease_owner = ${worker}, lease_token = ${token}, lease_expires_at = ${until}, next_attempt_at = ${until}, updated_at = ${now}
+    from moved where deliveries.id = moved.delivery_id and deliveries.state = ${PENDING}
+    returning ${PG_RETURNING}`.execute(store.db);
+  return rows;
 }
 
 /** Leases one delivery by id if it is pending and nobody holds it: for sending it at once (connection tests). */
 export async function claimDelivery(store: Store, id: number, worker: string, now: number, leaseMs: number): Promise<ClaimedDelivery | undefined> {
-  const row = await store.db
-    .updateTable('deliveries')
-    .set({ lease_owner: worker, lease_token: newLeaseToken(worker), lease_expires_at: now + leaseMs, next_attempt_at: now + leaseMs, updated_at: now })
-    .where('id', '=', id)
-    .where('state', '=', PENDING)
-    .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
-    .returning(claimedReturning)
-    .executeTakeFirst();
-  return row as ClaimedDelivery | undefined;
+  const until = now + leaseMs;
+  const lease = { lease_owner: worker, lease_token: newLeaseToken(worker), lease_expires_at: until, next_attempt_at: until, updated_at: now };
+  if (store.dialect === 'sqlite') {
+    const row = await store.db
+      .updateTable('deliveries')
+      .set(lease)
+      .where('id', '=', id)
+      .where('state', '=', PENDING)
+      .where((eb) => eb.or([eb('lease_expires_at', 'is', null), eb('lease_expires_at', '<=', now)]))
+      .returning([...CLAIMED_COLUMNS, sql.raw<string>(BODY).as('body')])
+      .executeTakeFirst();
+    return row as ClaimedDelivery | undefined;
+  }
+  const { rows } = await sql<ClaimedDelivery>`
+    with held as (select delivery_id from delivery_queue where delivery_id = ${id} for update),
+    taken as (
+      update deliveries set lease_owner = ${lease.lease_owner}, lease_token = ${lease.lease_token}, lease_expires_at = ${until}, next_attempt_at = ${until}, updated_at = ${now}
+      from held where deliveries.id = held.delivery_id and deliveries.state = ${PENDING}
+        and (deliveries.lease_expires_at is null or deliveries.lease_expires_at <= ${now})
+      returning ${PG_RETURNING}),
+    moved as (update delivery_queue as q set leased_until = ${until} from taken where q.delivery_id = taken.id)
+    select * from taken`.execute(store.db);
+  return rows[0];
 }
 
 /** Extends a lease its claim still holds; answers the new expiry, or undefined when the lease is gone. */
 export async function renewDeliveryLease(store: Store, id: number, token: string, now: number, leaseMs: number): Promise<number | undefined> {
   const until = now + leaseMs;
+  if (store.dialect === 'postgres') {
+    const { rows } = await sql<{ id: number }>`
+      with held as (select delivery_id from delivery_queue where delivery_id = ${id} for update),
+      renewed as (
+        update deliveries set lease_expires_at = ${until}, next_attempt_at = ${until}
+        from held where deliveries.id = held.delivery_id and deliveries.lease_token = ${token} and deliveries.state = ${PENDING} and deliveries.lease_expires_at > ${now}
+        returning deliveries.id),
+      moved as (update delivery_queue as q set leased_until = ${until} from renewed where q.delivery_id = renewed.id)
+      select id from renewed`.execute(store.db);
+    return rows.length === 1 ? until : undefined;
+  }
   const res = await store.db
     .updateTable('deliveries')
     .set({ lease_expires_at: until, next_attempt_at: until })
@@ -97,17 +125,39 @@ export async function renewDeliveryLease(store: Store, id: number, token: string
 /** Gives back leases (a worker stopping, or work it will not send): due again at once. */
 export async function releaseDeliveryLeases(store: Store, held: { id: number; token: string }[], now: number): Promise<void> {
   if (held.length === 0) return;
+  const ids = held.map((h) => h.id);
+  const tokens = [...new Set(held.map((h) => h.token))];
+  if (store.dialect === 'postgres') {
+    await sql`
+      with held as (select delivery_id from delivery_queue where delivery_id = any(${ids}::bigint[]) order by delivery_id for update),
+      released as (
+        update deliveries set lease_owner = null, lease_token = null, lease_expires_at = null, next_attempt_at = ${now}
+        from held where deliveries.id = held.delivery_id and deliveries.lease_token = any(${tokens}::text[]) and deliveries.state = ${PENDING}
+        returning deliveries.id)
+      update delivery_queue as q set run_at = ${now}, leased_until = null from released where q.delivery_id = released.id`.execute(store.db);
+    return;
+  }
   await store.db
     .updateTable('deliveries')
     .set({ lease_owner: null, lease_token: null, lease_expires_at: null, next_attempt_at: now })
-    .where('id', 'in', held.map((h) => h.id))
-    .where('lease_token', 'in', [...new Set(held.map((h) => h.token))])
+    .where('id', 'in', ids)
+    .where('lease_token', 'in', tokens)
     .where('state', '=', PENDING)
     .execute();
 }
 
 /** Ends a delivery its claim holds, without sending it. */
 export async function cancelHeldDelivery(store: Store, id: number, token: string, reason: string, now: number): Promise<void> {
+  if (store.dialect === 'postgres') {
+    await sql`
+      with held as (select delivery_id from delivery_queue where delivery_id = ${id} for update),
+      cancelled as (
+        update deliveries set state = 'cancelled', outcome = 'cancelled', last_error = ${reason}, lease_owner = null, lease_token = null, lease_expires_at = null, completed_at = ${now}, updated_at = ${now}
+        from held where deliveries.id = held.delivery_id and deliveries.lease_token = ${token} and deliveries.state = ${PENDING}
+        returning deliveries.id)
+      delete from delivery_queue as q using cancelled where q.delivery_id = cancelled.id`.execute(store.db);
+    return;
+  }
   await store.db
     .updateTable('deliveries')
     .set({ state: 'cancelled', outcome: 'cancelled', last_error: reason, lease_owner: null, lease_token: null, lease_expires_at: null, completed_at: now, updated_at: now })
@@ -138,36 +188,46 @@ export interface AttemptOutcomeRow {
 export type AttemptRow = Omit<Selectable<DeliveryAttemptsTable>, 'id' | 'response_headers'> & { response_headers: string | null };
 
 /**
- * Records a batch of attempts inside the caller's transaction: the attempt log rows (always: an
+ * Records a batch of attempts inside the caller's transaction (on PostgreSQL it may pass the
+ * database: the batch is one statement, atomic by itself): the attempt log rows (always: an
  * attempt happened, whoever holds the delivery now), and each delivery's new state, only where the
  * token of the claim that made the attempt is still the delivery's. Answers the ids changed.
  */
-export async function recordAttempts(store: Store, trx: Trx, attempts: AttemptRow[], outcomes: AttemptOutcomeRow[], now: number): Promise<Set<number>> {
+export async function recordAttempts(store: Store, trx: Trx | Store['db'], attempts: AttemptRow[], outcomes: AttemptOutcomeRow[], now: number): Promise<Set<number>> {
   // The transaction holds SQLite's one connection: the prepared statements run inside it.
   if (store.dialect === 'sqlite') return sqliteStatements(store.raw).record(attempts, outcomes, now);
-  if (attempts.length > 0) await trx.insertInto('delivery_attempts').values(attempts).execute();
-  if (outcomes.length === 0) return new Set();
-  // One statement for the batch: a CTE of VALUES.
-  const int = (v: number | null) => sql`cast(${v} as bigint)`;
-  const text = (v: string | null) => sql`cast(${v} as text)`;
-  const values = sql.join(
-    outcomes.map(
-      (r) =>
-        sql`(${sql.join([int(r.id), text(r.token), int(r.attempts), int(r.roundAttempts), int(r.startedAt), text(r.state), text(r.outcome), int(r.nextAttemptAt), int(r.lastStatus), text(r.lastError), int(r.completedAt), text(r.headers)])})`,
-    ),
-  );
-  const result = await sql<{ id: number }>`
-    with v (id, token, attempts, round_attempts, started_at, state, outcome, next_attempt_at, last_status, last_error, completed_at, headers) as (values ${values})
-    update deliveries set
-      attempts = v.attempts, round_attempts = v.round_attempts,
-      first_attempt_at = coalesce(deliveries.first_attempt_at, v.started_at),
-      state = v.state, outcome = v.outcome, next_attempt_at = v.next_attempt_at,
-      lease_owner = null, lease_token = null, lease_expires_at = null,
-      last_status = v.last_status, last_error = v.last_error, updated_at = ${now}, completed_at = v.completed_at,
-      headers = coalesce(cast(v.headers as jsonb), deliveries.headers)
-    from v
-    where deliveries.id = v.id and deliveries.lease_token = v.token and deliveries.state = ${PENDING}
-    returning deliveries.id`.execute(trx);
+  // One statement for the batch, its values as arrays (the same text whatever the batch's size):
+  // the attempt log, the outcomes under their claims' tokens, and the queue rows of those changed
+  // (deleted when the delivery ended, due again when it will be retried).
+  const a = attempts;
+  const o = outcomes;
+  const result = await sql<{ id: number }>`${named('record_attempts')}
+    with logged as (
+      insert into delivery_attempts (delivery_id, attempt, worker, started_at, duration_ms, status, response_headers, response_body, error, outcome, reason)
+      select delivery_id, attempt, worker, started_at, duration_ms, status, cast(response_headers as jsonb), response_body, error, outcome, reason
+      from unnest(${a.map((r) => r.delivery_id)}::bigint[], ${a.map((r) => r.attempt)}::int[], ${a.map((r) => r.worker)}::text[], ${a.map((r) => r.started_at)}::bigint[],
+        ${a.map((r) => r.duration_ms)}::int[], ${a.map((r) => r.status)}::int[], ${a.map((r) => r.response_headers)}::text[], ${a.map((r) => r.response_body)}::text[],
+        ${a.map((r) => r.error)}::text[], ${a.map((r) => r.outcome)}::text[], ${a.map((r) => r.reason)}::text[])
+        as t (delivery_id, attempt, worker, started_at, duration_ms, status, response_headers, response_body, error, outcome, reason)),
+    v as (
+      select * from unnest(${o.map((r) => r.id)}::bigint[], ${o.map((r) => r.token)}::text[], ${o.map((r) => r.attempts)}::int[], ${o.map((r) => r.roundAttempts)}::int[],
+        ${o.map((r) => r.startedAt)}::bigint[], ${o.map((r) => r.state)}::text[], ${o.map((r) => r.outcome)}::text[], ${o.map((r) => r.nextAttemptAt)}::bigint[],
+        ${o.map((r) => r.lastStatus)}::int[], ${o.map((r) => r.lastError)}::text[], ${o.map((r) => r.completedAt)}::bigint[], ${o.map((r) => r.headers)}::text[])
+        as v (id, token, attempts, round_attempts, started_at, state, outcome, next_attempt_at, last_status, last_error, completed_at, headers)),
+    changed as (
+      update deliveries set
+        attempts = v.attempts, round_attempts = v.round_attempts,
+        first_attempt_at = coalesce(deliveries.first_attempt_at, v.started_at),
+        state = v.state, outcome = v.outcome, next_attempt_at = v.next_attempt_at,
+        lease_owner = null, lease_token = null, lease_expires_at = null,
+        last_status = v.last_status, last_error = v.last_error, updated_at = ${now}, completed_at = v.completed_at,
+        headers = coalesce(cast(v.headers as jsonb), deliveries.headers)
+      from v
+      where deliveries.id = v.id and deliveries.lease_token = v.token and deliveries.state = ${PENDING}
+      returning deliveries.id, deliveries.state, deliveries.next_attempt_at),
+    ended as (delete from delivery_queue as q using changed where q.delivery_id = changed.id and changed.state <> ${PENDING}),
+    retried as (update delivery_queue as q set run_at = changed.next_attempt_at, leased_until = null from changed where q.delivery_id = changed.id and changed.state = ${PENDING})
+    select id from changed`.execute(trx);
   return new Set(result.rows.map((r) => Number(r.id)));
 }
 

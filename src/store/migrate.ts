@@ -10,6 +10,7 @@ import { subscriptions } from './migrations/007_subscriptions.js';
 import { messages } from './migrations/008_messages.js';
 import { reportsAlerts } from './migrations/009_reports_alerts.js';
 import { retention } from './migrations/010_retention.js';
+import { deliveryQueue } from './migrations/011_delivery_queue.js';
 
 /**
  * Ordered by name; never edit a migration that has shipped, add the next one. A migration imports
@@ -26,6 +27,7 @@ const MIGRATIONS: [string, (dialect: Store['dialect']) => Migration][] = [
   ['008_messages', messages],
   ['009_reports_alerts', reportsAlerts],
   ['010_retention', retention],
+  ['011_delivery_queue', deliveryQueue],
 ];
 
 /** Every migration's name, in order: what a fully migrated database has recorded. */

@@ -136,6 +136,20 @@ export interface DeliveriesTable {
   body_pruned_at: Generated<number | null>;
 }
 
+/**
+ * PostgreSQL only: one narrow row per pending delivery, what claims scan, deleted when the delivery
+ * ends. It keeps the claim index off `deliveries`, so that table's updates stay HOT.
+ */
+export interface DeliveryQueueTable {
+  delivery_id: number;
+  connection_id: number | null;
+  channel: string;
+  /** When it is due (deliveries.next_attempt_at before any lease). */
+  run_at: number;
+  /** The lease's end while a claim holds it (deliveries.lease_expires_at); not indexed, so claiming is a HOT update. */
+  leased_until: Generated<number | null>;
+}
+
 export interface DeliveryAttemptsTable {
   id: Generated<number>;
   delivery_id: number;
@@ -456,6 +470,7 @@ export interface Database {
   connections: ConnectionsTable;
   deliveries: DeliveriesTable;
   delivery_attempts: DeliveryAttemptsTable;
+  delivery_queue: DeliveryQueueTable;
   delivery_bodies: DeliveryBodiesTable;
   cohorts: CohortsTable;
   cohort_syncs: CohortSyncsTable;

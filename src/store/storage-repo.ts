@@ -25,6 +25,7 @@ export const TABLE_KINDS: Record<keyof Database, string> = {
   deliveries: 'deliveries',
   delivery_bodies: 'deliveries',
   delivery_attempts: 'deliveries',
+  delivery_queue: 'deliveries',
   cohorts: 'cohorts',
   cohort_syncs: 'cohort_syncs',
   sync_runs: 'cohort_syncs',
@@ -108,7 +109,8 @@ function rowQuery(db: Kysely<Database>, tables: string[]): CompiledQuery {
 }
 
 export async function storageReport(store: Store, horizons: Horizons): Promise<StorageReport> {
-  const tables = Object.keys(TABLE_KINDS);
+  // delivery_queue exists on PostgreSQL only (migration 011).
+  const tables = Object.keys(TABLE_KINDS).filter((t) => store.dialect === 'postgres' || t !== 'delivery_queue');
   const prunable = prunableQueries(store.db, horizons);
   const queries: CompiledQuery[] = [rowQuery(store.db, tables), ...prunable.map(([, q]) => q)];
   let bytes: Map<string, number>;

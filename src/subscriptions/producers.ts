@@ -64,7 +64,7 @@ export function profileProducer(index: SubscriptionIndex, emitter: Emitter, mark
 /** connection.disabled and delivery.exhausted, from the transaction that records them. */
 export function deliveryProducer(emitter: Emitter): DeliveryObserver {
   return {
-    async ended(trx, ending) {
+    async failed(trx, ending) {
       if (ending.outcome !== 'exhausted') return;
       const d = ending.delivery;
       // A delivery telling of an exhausted delivery never tells of its own exhaustion: no chain.

@@ -35,6 +35,8 @@ async function delivery(name: string, o: { state: 'pending' | 'succeeded' | 'fai
   );
   const completed = o.state === 'pending' ? null : clock - (o.completedAgoMs ?? o.ageMs);
   await store.db.updateTable('deliveries').set({ state: o.state, completed_at: completed, attempts: 1 }).where('id', '=', d!.id).execute();
+  // A delivery that ended has no queue row (PostgreSQL's delivery_queue), as when the dispatcher ends it.
+  if (store.dialect === 'postgres' && o.state !== 'pending') await store.db.deleteFrom('delivery_queue').where('delivery_id', '=', d!.id).execute();
   await store.db
     .insertInto('delivery_attempts')
     .values({ delivery_id: d!.id, attempt: 1, worker: 'w', started_at: clock - o.ageMs, duration_ms: 3, status: 200, response_headers: null, response_body: 'ok', error: null, outcome: 'delivered', reason: null } as never)
