@@ -163,7 +163,8 @@ export class Dispatcher {
         } else {
           for (const key of this.#hot) if (typeof key === 'string') hot.add(key);
         }
-        for (const key of this.#noticed) hot.add(key);
+        // Noticed while the look above ran (its commit may be later than the look), if it can be sent to now.
+        for (const key of this.#noticed) if (await this.#open(key)) hot.add(key);
         this.#hot = hot;
         this.events.emit('discovered', { lanes: [...hot] });
       }
