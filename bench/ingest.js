@@ -47,7 +47,8 @@ const CPU_PROF = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU
 const KEEP = process.env.BENCH_KEEP === '1';
 // Live /track traffic is stamped "now" by the clients: times spread over the last minute by default.
 const TIME_SPREAD_MS = envInt('BENCH_TIME_SPREAD_S', 60, 0) * 1000;
-const TARGET_EVENTS_PER_S = 50_000;
+// The floor not to fall below on SQLite: about Mixpanel's own per-project ingestion limit (the 50,000 asked earlier was withdrawn for a 2-core machine).
+const TARGET_EVENTS_PER_S = 30_000;
 const USERS = 10_000;
 const MAX_ERRORS = 50;
 
@@ -398,7 +399,7 @@ async function main() {
   for (const note of notes) console.log(`note: ${note}`);
   if (results.sqlite) {
     const met = results.sqlite.eventsPerS >= TARGET_EVENTS_PER_S;
-    console.log(`SQLite target of ${fmt(TARGET_EVENTS_PER_S)} events/s: ${met ? 'met' : 'NOT met'}`);
+    console.log(`SQLite floor of ${fmt(TARGET_EVENTS_PER_S)} events/s: ${met ? 'met' : 'NOT met'}`);
   }
   console.log('');
 
