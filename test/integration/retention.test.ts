@@ -145,6 +145,11 @@ beforeAll(async () => {
       .executeTakeFirstOrThrow();
     ids[name] = row.id;
   };
+  // The ledger: a user sent 5 days ago through batchOld. What "send once" rests on: it stays.
+  await store.db
+    .insertInto('message_recipients')
+    .values({ message_id: 1, distinct_id: 'u-sent', state: 'sent', run_id: 1, batch_id: null, due_at: clock - 5 * DAY, attempts: 0, sends: 1, first_sent_at: clock - 5 * DAY, last_sent_at: clock - 5 * DAY, period: null, period_sends: 1, reason: null, updated_at: clock - 5 * DAY })
+    .execute();
   await batch('batchOld', 5 * DAY, true);
   await batch('batchOldOpen', 5 * DAY, false);
   await batch('batchRecent', HOUR, true);
@@ -238,6 +243,8 @@ describe(`retention on ${dialectUnderTest}`, () => {
       for (const name of gone) expect(await exists(table, ids[name]!), name).toBe(false);
       for (const name of stay) expect(await exists(table, ids[name]!), name).toBe(true);
     }
+
+    expect(await store.db.selectFrom('message_recipients').select(['distinct_id', 'state', 'sends']).execute()).toEqual([{ distinct_id: 'u-sent', state: 'sent', sends: 1 }]);
 
     // Events by whole UTC days, with their daily counts.
     const events = await store.db.selectFrom('events').select('distinct_id').execute();
