@@ -24,6 +24,7 @@ import { messageRoutes } from './management/messages.js';
 import { reportRoutes } from './management/reports.js';
 import { alertRoutes } from './management/alerts.js';
 import { storageRoutes } from './management/storage.js';
+import { dashboardRoutes } from './dashboard-routes.js';
 import type { RetentionSurface } from '../retention/surface.js';
 import type { AlertAdmin } from '../alerts/admin.js';
 import { ReportAdmin } from '../reports/admin.js';
@@ -137,6 +138,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     },
     { prefix: '/api/v1' },
   );
+
+  await app.register(dashboardRoutes);
 
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

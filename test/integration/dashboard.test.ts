@@ -1,0 +1,93 @@
+import fs from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startReceiver, type Receiver } from '../helpers/receiver.js';
+import { startTestService, type TestService } from '../helpers/service.js';
+
+/**
+ * The dashboard in Debian's Chromium (headless), on the embedded database: signing in (a wrong
+ * secret refused), the overview, and connections: a refused URL shows the API's own message where
+ * the person typed it, a good one shows its signing secret once, and a test reaches a real receiver.
+ * No page logs an error (the browser's own line for a refusal the test asked for excepted).
+ */
+const CHROMIUM = process.env.COHORTCAST_TEST_CHROMIUM ?? '/usr/bin/chromium';
+const HAVE_CHROMIUM = fs.existsSync(CHROMIUM) || process.env.COHORTCAST_TEST_REQUIRE_CHROMIUM === '1';
+if (!HAVE_CHROMIUM) console.warn(`dashboard tests skipped: no Chromium at ${CHROMIUM}. Install it with \`apt-get install chromium\` (Debian) or point COHORTCAST_TEST_CHROMIUM at one.`);
+
+let svc: TestService;
+let receiver: Receiver;
+let browser: Browser;
+const consoleErrors: string[] = [];
+
+beforeAll(async () => {
+  if (!HAVE_CHROMIUM) return;
+  receiver = await startReceiver();
+  svc = await startTestService((config) => {
+    config.delivery.allowHttp = true;
+    config.delivery.allowedNetworks = ['127.0.0.0/8'];
+  });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await svc?.close();
+  await receiver?.close();
+});
+
+async function open(): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on('pageerror', (err) => consoleErrors.push(`pageerror: ${err.message}`));
+  page.on('console', (msg) => {
+    // The browser reports every 4xx answer to fetch() on its console; the refusals this test provokes are expected.
+    if (msg.type() === 'error' && !/Failed to load resource: the server responded with a status of (400|401)/.test(msg.text())) consoleErrors.push(msg.text());
+  });
+  await page.goto(`${svc.url}/`);
+  return page;
+}
+
+describe.skipIf(!HAVE_CHROMIUM)('the dashboard in a browser', () => {
+  it('refuses a wrong secret, signs in with the right one, creates and tests a connection', async () => {
+    const page = await open();
+    await page.getByLabel('Project secret').fill('not-the-secret');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    expect(await page.getByRole('alert').textContent({ timeout: 10_000 })).toMatch(/That secret was refused/);
+
+    await page.getByLabel('Project secret').fill(svc.project.secret);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    expect(await page.locator('.card .value').first().textContent()).toBe('0');
+
+    await page.getByRole('link', { name: 'Connections' }).click();
+    await page.getByRole('heading', { name: 'New connection' }).waitFor();
+    await page.getByLabel('Name').fill('Private');
+    await page.getByLabel('URL').fill('https://10.1.2.3/hook');
+    await page.getByRole('button', { name: 'Create' }).click();
+    const refusal = await page.locator('form .error').textContent({ timeout: 5000 });
+    const api = await svc.json('/api/v1/connections', 'POST', { name: 'Private', url: 'https://10.1.2.3/hook' });
+    expect(api.status).toBe(400);
+    expect(refusal).toBe(api.body.error.message);
+
+    await page.getByLabel('Name').fill('Receiver');
+    await page.getByLabel('URL').fill(receiver.url);
+    await page.getByRole('button', { name: 'Create' }).click();
+    const secret = await page.getByTestId('signing-secret').textContent();
+    expect(secret).toMatch(/^whsec_/);
+    await page.getByRole('cell', { name: 'Receiver', exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Test Receiver' }).click();
+    const row = page.locator('tbody tr', { hasText: 'Delivered:' });
+    await row.waitFor({ timeout: 10_000 });
+    expect(await row.textContent()).toMatch(/Receiver.*Delivered: HTTP 200 in \d+ ms/);
+    expect(receiver.received.some((r) => r.path === '/hook')).toBe(true);
+
+    // Reloaded, the tab is still signed in on the same page, and the signing secret is shown nowhere again.
+    await page.reload();
+    await page.getByRole('cell', { name: 'Receiver', exact: true }).waitFor();
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    expect(await page.locator('.card .value').first().textContent()).toBe('1');
+    expect(await page.content()).not.toContain(secret!);
+    expect(consoleErrors).toEqual([]);
+    await page.close();
+  });
+});
