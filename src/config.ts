@@ -68,7 +68,7 @@ export interface RetentionConfig {
   /** Rows of the first slice of each kind (small: a row may be a 25 KB snapshot chunk), and the most any slice takes. */
   sliceRows: number;
   maxSliceRows: number;
-  /** Pause between slices, so ingestion and delivery take turns with pruning on SQLite's one writer. */
+  /** Least pause after a slice (it is at least as long as the slice), so ingestion and delivery take turns with pruning on SQLite's one writer. */
   slicePauseMs: number;
   /** Work one run does before it gives the scheduler back (runs again at once if more is left). */
   runBudgetMs: number;

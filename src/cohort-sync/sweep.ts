@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { RetentionConfig } from '../config.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ScheduleHandler } from '../scheduling/scheduler.js';
-import { Slices } from '../scheduling/slices.js';
+import { sliceOptions, Slices } from '../scheduling/slices.js';
 import type { Store } from '../store/database.js';
 import { staleRunSlice } from '../store/retention-repo.js';
 
@@ -17,7 +17,7 @@ export const SWEEP_KIND = 'cohort-sync-sweep';
  * holds SQLite's writer long, and a run that used its budget comes back for the rest.
  */
 export function syncSweep(store: Store, config: RetentionConfig, metrics?: Metrics): ScheduleHandler {
-  const slices = new Slices(store, { targetMs: config.sliceTargetMs, initialRows: config.sliceRows, maxRows: config.maxSliceRows, pauseMs: config.slicePauseMs }, metrics?.observeSlice);
+  const slices = new Slices(store, sliceOptions(config), metrics?.observeSlice);
   return {
     async run() {
       const done = await slices.run('sync_snapshots', (trx, limit) => staleRunSlice(trx, limit), performance.now() + config.runBudgetMs);

@@ -131,7 +131,7 @@ export function createMetrics(): Metrics {
     observeSlice(kind, ms, removed) {
       sliceDuration.observe({ kind }, ms / 1000);
       if (removed > 0) rowsRemoved.inc({ kind }, removed);
-      const longest = (longestSlice.get(kind) ?? 0) < ms ? ms : longestSlice.get(kind)!;
+      const longest = Math.max(longestSlice.get(kind) ?? 0, ms);
       longestSlice.set(kind, longest);
       longestSliceGauge.set({ kind }, longest / 1000);
     },

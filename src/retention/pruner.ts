@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { RetentionConfig } from '../config.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ScheduledRun, ScheduleHandler } from '../scheduling/scheduler.js';
-import { Slices } from '../scheduling/slices.js';
+import { sliceOptions, Slices } from '../scheduling/slices.js';
 import type { Store } from '../store/database.js';
 import {
   alertChecksSlice,
@@ -15,8 +15,8 @@ import {
   messageBatchesSlice,
   subscriptionEventsSlice,
   syncRunsSlice,
-  type CountsCursor,
   type Slice,
+  type SliceOf,
 } from '../store/retention-repo.js';
 import type { Database } from '../store/schema.js';
 import { readSetting, writeSetting } from '../store/settings-repo.js';
@@ -29,21 +29,35 @@ const BODIES_CURSOR = 'retention.bodies_cursor';
 
 type Trx = Transaction<Database>;
 
-/** What one kind of pruning removes, and how long it keeps it (retention/README in docs/architecture.md). */
+/** What one kind of pruning removes, and how long it keeps it ("Retention" in docs/architecture.md). */
 interface Kind {
   name: string;
   keepMs: number;
+  /** Its horizon is the start of a UTC day (events and their daily counts leave by whole days). */
+  wholeDays: boolean;
   /** A slice below `horizon`; `pass` holds its cursor between slices. */
-  slice(trx: Trx, limit: number, horizon: number, pass: Pass): Promise<Slice>;
+  slice(trx: Trx, limit: number, horizon: number, pass: Pass): Promise<Slice<unknown>>;
+}
+
+/** A kind whose slices carry a cursor from one to the next, in the pass. */
+function kind<C>(name: string, keepMs: number, slice: SliceOf<C>, wholeDays = false): Kind {
+  return {
+    name,
+    keepMs,
+    wholeDays,
+    async slice(trx, limit, horizon, pass) {
+      const s = await slice(trx, pass.cursors.get(name) as C | undefined, limit, horizon);
+      pass.cursors.set(name, s.cursor);
+      return s;
+    },
+  };
 }
 
 interface Pass {
   started: number;
   /** The kind being pruned (index into kinds). */
   at: number;
-  cursors: Map<string, number>;
-  project: number | null;
-  counts: CountsCursor | null;
+  cursors: Map<string, unknown>;
   removed: Record<string, number>;
   slices: number;
   longestMs: number;
@@ -61,7 +75,7 @@ export interface PassReport {
 /**
  * Pruning (the singleton schedule 'retention', every COHORTCAST_RETENTION_INTERVAL): each kind of
  * finished work older than its horizon, in slices (scheduling/slices.ts) of one short transaction
- * each, with a pause between them, so SQLite's one writer is never held long. A run does at most
+ * each, each followed by a pause as long, so SQLite's one writer is never held long. A run does at most
  * COHORTCAST_RETENTION_RUN_BUDGET_MS of work and answers 'more' (the scheduler runs it again after
  * the other due runs); a pass's horizons are fixed when it starts. On PostgreSQL the schedule's
  * lease makes one process prune at a time.
@@ -75,7 +89,7 @@ export class Pruner implements ScheduleHandler {
 
   constructor(private readonly deps: { store: Store; config: RetentionConfig; metrics: Metrics; log: Logger }) {
     const c = deps.config;
-    this.#slices = new Slices(deps.store, { targetMs: c.sliceTargetMs, initialRows: c.sliceRows, maxRows: c.maxSliceRows, pauseMs: c.slicePauseMs }, (kind, ms, removed) => {
+    this.#slices = new Slices(deps.store, sliceOptions(c), (kind, ms, removed) => {
       deps.metrics.observeSlice(kind, ms, removed);
       const pass = this.#pass;
       if (!pass) return;
@@ -83,49 +97,26 @@ export class Pruner implements ScheduleHandler {
       pass.longestMs = Math.max(pass.longestMs, ms);
       pass.removed[kind] = (pass.removed[kind] ?? 0) + removed;
     });
-    const cursor = (pass: Pass, name: string) => pass.cursors.get(name) ?? 0;
-    const moved = (pass: Pass, name: string, s: Slice) => (pass.cursors.set(name, s.cursor), s);
     this.kinds = [
-      {
-        name: 'delivery_bodies',
-        keepMs: c.bodiesMs && c.deliveriesMs ? Math.min(c.bodiesMs, c.deliveriesMs) : c.bodiesMs,
-        slice: async (trx, limit, horizon, pass) => {
-          if (!pass.cursors.has('delivery_bodies')) pass.cursors.set('delivery_bodies', Number((await readSetting(trx, BODIES_CURSOR)) ?? 0));
-          const s = await bodiesSlice(trx, cursor(pass, 'delivery_bodies'), limit, horizon, pass.started);
-          await writeSetting(trx, BODIES_CURSOR, String(s.cursor));
-          return moved(pass, 'delivery_bodies', s);
-        },
-      },
-      { name: 'deliveries', keepMs: c.deliveriesMs, slice: async (trx, limit, horizon, pass) => moved(pass, 'deliveries', await deliveriesSlice(trx, cursor(pass, 'deliveries'), limit, horizon)) },
-      { name: 'message_batches', keepMs: c.deliveriesMs, slice: async (trx, limit, horizon, pass) => moved(pass, 'message_batches', await messageBatchesSlice(trx, cursor(pass, 'message_batches'), limit, horizon)) },
-      { name: 'subscription_events', keepMs: c.subscriptionEventsMs, slice: async (trx, limit, horizon, pass) => moved(pass, 'subscription_events', await subscriptionEventsSlice(trx, cursor(pass, 'subscription_events'), limit, horizon)) },
-      { name: 'sync_runs', keepMs: c.syncRunsMs, slice: (trx, limit, horizon) => syncRunsSlice(trx, limit, horizon) },
-      { name: 'alert_checks', keepMs: c.alertChecksMs, slice: async (trx, limit, horizon, pass) => moved(pass, 'alert_checks', await alertChecksSlice(trx, cursor(pass, 'alert_checks'), limit, horizon)) },
-      // Whole UTC days: a day's events and its daily counts go together.
-      {
-        name: 'events',
-        keepMs: c.eventsMs,
-        slice: async (trx, limit, horizon, pass) => {
-          const r = await eventsSlice(trx, pass.project, limit, horizon / DAY);
-          pass.project = r.next;
-          return { removed: r.removed, cursor: 0, done: r.next === null };
-        },
-      },
-      {
-        name: 'event_daily_counts',
-        keepMs: c.eventsMs,
-        slice: async (trx, limit, horizon, pass) => {
-          const r = await dailyCountsSlice(trx, pass.counts, limit, horizon / DAY);
-          pass.counts = r.next;
-          return { removed: r.removed, cursor: 0, done: r.next === null };
-        },
-      },
+      // The bodies' cursor is kept across passes (and processes) in settings: they go long before their rows.
+      kind<number>('delivery_bodies', c.bodiesMs && c.deliveriesMs ? Math.min(c.bodiesMs, c.deliveriesMs) : c.bodiesMs, async (trx, cursor, limit, horizon) => {
+        const s = await bodiesSlice(trx, cursor ?? Number((await readSetting(trx, BODIES_CURSOR)) ?? 0), limit, horizon, this.#pass!.started);
+        await writeSetting(trx, BODIES_CURSOR, String(s.cursor));
+        return s;
+      }),
+      kind('deliveries', c.deliveriesMs, deliveriesSlice),
+      kind('message_batches', c.deliveriesMs, messageBatchesSlice),
+      kind('subscription_events', c.subscriptionEventsMs, subscriptionEventsSlice),
+      kind('sync_runs', c.syncRunsMs, syncRunsSlice),
+      kind('alert_checks', c.alertChecksMs, alertChecksSlice),
+      kind('events', c.eventsMs, eventsSlice, true),
+      kind('event_daily_counts', c.eventsMs, dailyCountsSlice, true),
     ];
   }
 
   /** The horizon of each kind that prunes, at `now`. */
   horizons(now: number): Record<string, number> {
-    return Object.fromEntries(this.kinds.filter((k) => k.keepMs > 0).map((k) => [k.name, k.name.startsWith('event') ? Math.floor((now - k.keepMs) / DAY) * DAY : now - k.keepMs]));
+    return Object.fromEntries(this.kinds.filter((k) => k.keepMs > 0).map((k) => [k.name, k.wholeDays ? Math.floor((now - k.keepMs) / DAY) * DAY : now - k.keepMs]));
   }
 
   async run(job: ScheduledRun): Promise<void | 'more'> {
@@ -135,8 +126,6 @@ export class Pruner implements ScheduleHandler {
       started: job.now,
       at: 0,
       cursors: new Map(),
-      project: null,
-      counts: null,
       removed: {} as Record<string, number>,
       slices: 0,
       longestMs: 0,

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Transaction } from 'kysely';
+import type { RetentionConfig } from '../config.js';
 import type { Store } from '../store/database.js';
 import type { Database } from '../store/schema.js';
 
@@ -15,6 +16,9 @@ export interface SliceOptions {
   /** Least pause between slices (each is followed by one at least as long as itself): SQLite's one writer goes to whoever waits (ingestion, delivery). */
   pauseMs: number;
 }
+
+/** The pacing retention's settings give (pruning and dropping superseded snapshots share it). */
+export const sliceOptions = (c: RetentionConfig): SliceOptions => ({ targetMs: c.sliceTargetMs, initialRows: c.sliceRows, maxRows: c.maxSliceRows, pauseMs: c.slicePauseMs });
 
 /**
  * Long background work (retention, dropping old snapshots) done as many short transactions. Each
@@ -33,7 +37,7 @@ export class Slices {
   ) {}
 
   /** Runs slices of `kind` until one says it is done or `deadline` (performance.now()) passes; answers whether it is done. */
-  async run(kind: string, step: SliceStep, deadline: number, stopped: () => boolean = () => false): Promise<boolean> {
+  async run(kind: string, step: SliceStep, deadline: number): Promise<boolean> {
     for (;;) {
       const limit = this.#rows.get(kind) ?? this.opts.initialRows;
       let began = 0;
@@ -48,7 +52,7 @@ export class Slices {
       const aimed = Math.floor((limit * this.opts.targetMs) / 2 / Math.max(ms, 0.01));
       this.#rows.set(kind, Math.max(1, Math.min(this.opts.maxRows, Math.floor(limit * 1.5), Math.max(Math.floor(limit / 2), aimed))));
       if (result.done) return true;
-      if (stopped() || performance.now() >= deadline) return false;
+      if (performance.now() >= deadline) return false;
       // At least as long as the slice took: background work never has more than half the writer
       // (and, on SQLite, whose statements run on the event loop, half of the main thread).
       await sleep(Math.max(this.opts.pauseMs, ms));

@@ -13,7 +13,6 @@ const { file, queries } = workerData;
 let db;
 try {
   db = new Database(file, { readonly: true, fileMustExist: true });
-  db.defaultSafeIntegers(false);
   const results = [];
   for (const q of queries) results.push(db.prepare(q.sql).all(...q.parameters));
   port.postMessage({ rows: results });

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { sql, type CompiledQuery, type Kysely } from 'kysely';
 import type { Store } from './database.js';
+import { finishedRuns, resumablePageDeliveries } from './retention-repo.js';
 import type { Database } from './schema.js';
 
 /**
@@ -56,40 +57,23 @@ export interface StorageReport {
   prunable: Record<string, number>;
 }
 
-const RESUMABLE = ['running', 'failed', 'paused'] as const;
-
 function prunableQueries(db: Kysely<Database>, h: Horizons): [string, CompiledQuery][] {
   const count = sql<number>`count(*)`.as('n');
   // Deliveries a run that can still resume would send again.
-  const needed = db
-    .selectFrom('sync_pages')
-    .select('delivery_id')
-    .where('run_id', 'in', db.selectFrom('sync_runs').select('id').where('state', 'in', RESUMABLE))
-    .where('delivery_id', 'is not', null);
+  const needed = resumablePageDeliveries(db).where('delivery_id', 'is not', null);
   const finished = (horizon: number) =>
     db
       .selectFrom('deliveries')
       .select(count)
       .where('state', '<>', 'pending')
       .where('completed_at', '<', horizon)
-      .where('id', 'not in', needed as never);
+      .where('id', 'not in', needed);
   const out: [string, CompiledQuery][] = [];
   if (h.delivery_bodies !== undefined) out.push(['delivery_bodies', finished(h.delivery_bodies).where('body_pruned_at', 'is', null).compile()]);
   if (h.deliveries !== undefined) out.push(['deliveries', finished(h.deliveries).compile()]);
   if (h.message_batches !== undefined) out.push(['message_batches', db.selectFrom('message_batches').select(count).where('finished_at', '<', h.message_batches).compile()]);
   if (h.subscription_events !== undefined) out.push(['subscription_events', db.selectFrom('webhook_events').select(count).where('fanned_out', '=', 1).where('created_at', '<', h.subscription_events).compile()]);
-  if (h.sync_runs !== undefined) {
-    out.push([
-      'sync_runs',
-      db
-        .selectFrom('sync_runs as r')
-        .select(count)
-        .where('r.state', 'in', ['succeeded', 'abandoned'])
-        .where('r.finished_at', '<', h.sync_runs)
-        .where(({ not, exists, selectFrom }) => not(exists(selectFrom('cohort_syncs as s').select('s.id').where((w) => w.or([w('s.base_run_id', '=', w.ref('r.id')), w('s.current_run_id', '=', w.ref('r.id'))])))))
-        .compile(),
-    ]);
-  }
+  if (h.sync_runs !== undefined) out.push(['sync_runs', finishedRuns(db, h.sync_runs).select(count).compile()]);
   if (h.alert_checks !== undefined) out.push(['alert_checks', db.selectFrom('alert_checks').select(count).where('checked_at', '<', h.alert_checks).compile()]);
   if (h.events !== undefined) out.push(['events', db.selectFrom('events').select(count).where('time', '<', h.events).compile()]);
   if (h.event_daily_counts !== undefined) out.push(['event_daily_counts', db.selectFrom('event_daily_counts').select(count).where('day', '<', Math.floor(h.event_daily_counts / 86_400_000)).compile()]);
