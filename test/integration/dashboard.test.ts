@@ -1,6 +1,6 @@
-import fs from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HAVE_CHROMIUM, launchBrowser, openDashboard } from '../helpers/browser.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
 import { startTestService, type TestService } from '../helpers/service.js';
 
@@ -10,14 +10,9 @@ import { startTestService, type TestService } from '../helpers/service.js';
  * the person typed it, a good one shows its signing secret once, and a test reaches a real receiver.
  * No page logs an error (the browser's own line for a refusal the test asked for excepted).
  */
-const CHROMIUM = process.env.COHORTCAST_TEST_CHROMIUM ?? '/usr/bin/chromium';
-const HAVE_CHROMIUM = fs.existsSync(CHROMIUM) || process.env.COHORTCAST_TEST_REQUIRE_CHROMIUM === '1';
-if (!HAVE_CHROMIUM) console.warn(`dashboard tests skipped: no Chromium at ${CHROMIUM}. Install it with \`apt-get install chromium\` (Debian) or point COHORTCAST_TEST_CHROMIUM at one.`);
-
 let svc: TestService;
 let receiver: Receiver;
 let browser: Browser;
-const consoleErrors: string[] = [];
 
 beforeAll(async () => {
   if (!HAVE_CHROMIUM) return;
@@ -26,7 +21,7 @@ beforeAll(async () => {
     config.delivery.allowHttp = true;
     config.delivery.allowedNetworks = ['127.0.0.0/8'];
   });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  browser = await launchBrowser();
 });
 
 afterAll(async () => {
@@ -35,20 +30,9 @@ afterAll(async () => {
   await receiver?.close();
 });
 
-async function open(): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.on('pageerror', (err) => consoleErrors.push(`pageerror: ${err.message}`));
-  page.on('console', (msg) => {
-    // The browser reports every 4xx answer to fetch() on its console; the refusals this test provokes are expected.
-    if (msg.type() === 'error' && !/Failed to load resource: the server responded with a status of (400|401)/.test(msg.text())) consoleErrors.push(msg.text());
-  });
-  await page.goto(`${svc.url}/`);
-  return page;
-}
-
 describe.skipIf(!HAVE_CHROMIUM)('the dashboard in a browser', () => {
   it('refuses a wrong secret, signs in with the right one, creates and tests a connection', async () => {
-    const page = await open();
+    const { page, consoleErrors } = await openDashboard(browser, svc.url, { expectedStatuses: [400, 401] });
     await page.getByLabel('Project secret').fill('not-the-secret');
     await page.getByRole('button', { name: 'Sign in' }).click();
     expect(await page.getByRole('alert').textContent({ timeout: 10_000 })).toMatch(/That secret was refused/);
