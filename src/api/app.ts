@@ -23,6 +23,7 @@ import type { MessageAdmin } from '../messages/admin.js';
 import { messageRoutes } from './management/messages.js';
 import { reportRoutes } from './management/reports.js';
 import { alertRoutes } from './management/alerts.js';
+import { overviewRoutes } from './management/overview.js';
 import { storageRoutes } from './management/storage.js';
 import { dashboardRoutes } from './dashboard-routes.js';
 import type { RetentionSurface } from '../retention/surface.js';
@@ -135,6 +136,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await api.register(reportRoutes, { ...config.api, admin: new ReportAdmin({ store: ctx.store }) });
       await api.register(alertRoutes, { ...config.api, admin: ctx.alerts });
       await api.register(storageRoutes, { retention: ctx.retention });
+      await api.register(overviewRoutes, { store: ctx.store });
     },
     { prefix: '/api/v1' },
   );

@@ -40,9 +40,8 @@ describe.skipIf(!HAVE_CHROMIUM)('the dashboard in a browser', () => {
     await page.getByLabel('Project secret').fill(svc.project.secret);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
-    expect(await page.locator('.card .value').first().textContent()).toBe('0');
 
-    await page.getByRole('link', { name: 'Connections' }).click();
+    await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Connections' }).click();
     await page.getByRole('heading', { name: 'New connection' }).waitFor();
     await page.getByLabel('Name').fill('Private');
     await page.getByLabel('URL').fill('https://10.1.2.3/hook');
@@ -67,9 +66,17 @@ describe.skipIf(!HAVE_CHROMIUM)('the dashboard in a browser', () => {
     // Reloaded, the tab is still signed in on the same page, and the signing secret is shown nowhere again.
     await page.reload();
     await page.getByRole('cell', { name: 'Receiver', exact: true }).waitFor();
-    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Overview' }).click();
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
-    expect(await page.locator('.card .value').first().textContent()).toBe('1');
+    const eventsCard = page.locator('.card', { hasText: 'Events this hour' }).locator('.value');
+    expect(await eventsCard.textContent()).toBe('0');
+    expect(await page.locator('.chart canvas').count()).toBe(3);
+
+    // The overview refreshes itself: events tracked now appear without a reload.
+    const now = Date.now();
+    const events = [1, 2].map((i) => ({ event: 'Opened', properties: { token: svc.project.token, distinct_id: `d${i}`, time: now, $insert_id: `dash-${i}` } }));
+    expect(await (await fetch(`${svc.url}/track`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(events) })).text()).toBe('1');
+    await page.locator('.card', { hasText: 'Events this hour' }).locator('.value', { hasText: /^2$/ }).waitFor({ timeout: 15_000 });
     expect(await page.content()).not.toContain(secret!);
     expect(consoleErrors).toEqual([]);
     await page.close();
