@@ -6,13 +6,17 @@ import { session, whenUnauthorized } from './lib/api.js';
 import { html } from './lib/html.js';
 import { useRoute } from './lib/router.js';
 import { Connections } from './pages/connections.js';
+import { Events } from './pages/events.js';
 import { Overview } from './pages/overview.js';
+import { Profiles } from './pages/profiles.js';
 import { SignIn } from './pages/sign-in.js';
 
 /** The pages in the menu's order: route → [menu label, component]. A component gets the route's parts and query. */
 const PAGES = {
   overview: ['Overview', Overview],
   connections: ['Connections', Connections],
+  events: ['Events', Events],
+  profiles: ['Profiles', Profiles],
 };
 
 function App() {

@@ -31,8 +31,9 @@ export function useLoad(load, deps = [], { every } = {}) {
  */
 export function usePaged(path, query = {}, { limit = 50, every } = {}) {
   const key = JSON.stringify([path, query, limit]);
-  const [cursors, setCursors] = useState([undefined]);
-  useEffect(() => setCursors([undefined]), [key]);
+  // The cursors seen belong to one list: another path or query starts again at its first page.
+  const [seen, setSeen] = useState({ key, cursors: [undefined] });
+  const cursors = seen.key === key ? seen.cursors : [undefined];
   const cursor = cursors.at(-1);
   const [state, reload] = useLoad(() => api(path, { query: { ...query, limit, cursor } }), [key, cursor], { every });
   return {
@@ -40,8 +41,8 @@ export function usePaged(path, query = {}, { limit = 50, every } = {}) {
     reload,
     page: cursors.length,
     hasNext: Boolean(state.data?.next_cursor),
-    next: () => state.data?.next_cursor && setCursors((c) => [...c, state.data.next_cursor]),
-    previous: () => setCursors((c) => (c.length > 1 ? c.slice(0, -1) : c)),
+    next: () => state.data?.next_cursor && setSeen({ key, cursors: [...cursors, state.data.next_cursor] }),
+    previous: () => setSeen({ key, cursors: cursors.length > 1 ? cursors.slice(0, -1) : cursors }),
   };
 }
 

@@ -145,6 +145,44 @@ describe('GET /api/v1/events', () => {
     const window = await collectOwn(`distinct_id=roamer&from=${base + 61}&to=${base + 9 * day}&limit=1`);
     expect(window.map((e) => e.time_ms / 1000)).toEqual([base + 2 * day, base + 2 * day + 1]);
     expect(await collectOwn('distinct_id=nobody')).toEqual([]);
+    // Newest first, across the same days, the window's ends as before.
+    const newest = await collectOwn('distinct_id=roamer&order=desc&limit=2');
+    expect(newest.map((e) => e.time_ms / 1000)).toEqual([...times].reverse());
+    const windowDesc = await collectOwn(`distinct_id=roamer&order=desc&from=${base + 61}&to=${base + 9 * day}&limit=1`);
+    expect(windowDesc.map((e) => e.time_ms / 1000)).toEqual([base + 2 * day + 1, base + 2 * day]);
+  });
+
+  it('lists newest first with order=desc, and refuses a cursor made in the other order', async () => {
+    const all = await collect<Ev>('/api/v1/events?order=desc&limit=4');
+    expect(all).toHaveLength(30);
+    const ascending = await collect<Ev>('/api/v1/events?limit=7');
+    expect(all.map((e) => e.id)).toEqual(ascending.map((e) => e.id).reverse());
+    const first = (await (await svc.api('/api/v1/events?order=desc&limit=2')).json()) as Page<Ev>;
+    const mixed = await svc.api(`/api/v1/events?limit=2&cursor=${first.next_cursor}`);
+    expect(mixed.status).toBe(400);
+    expect(((await mixed.json()) as { error: { message: string } }).error.message).toBe('this cursor continues a list newest first; ask with order=desc or start again without it');
+  });
+
+  it('filters by properties, as the profiles list does', async () => {
+    const own = await createProject(svc.service.store, 'Carts');
+    const events = [
+      { event: 'Cart', properties: { token: own.token, distinct_id: 'a', time: 1_650_000_000, $insert_id: 'c1', plan: 'pro', items: 3 } },
+      { event: 'Cart', properties: { token: own.token, distinct_id: 'b', time: 1_650_000_060, $insert_id: 'c2', plan: 'free', items: 3 } },
+      { event: 'Cart', properties: { token: own.token, distinct_id: 'c', time: 1_650_000_120, $insert_id: 'c3', plan: 'pro', items: '3' } },
+    ];
+    expect(await (await fetch(`${svc.url}/track`, { method: 'POST', body: `data=${b64(events)}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } })).text()).toBe('1');
+    const list = async (query: string) => {
+      const res = await fetch(`${svc.url}/api/v1/events?${query}`, { headers: { authorization: `Bearer ${own.secret}` } });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as Page<Ev>).results.map((e) => e.distinct_id);
+    };
+    expect(await list('property.plan=pro')).toEqual(['a', 'c']);
+    expect(await list('property.plan=pro&order=desc')).toEqual(['c', 'a']);
+    // 3 matches the number and the string "3".
+    expect(await list('property.items=3')).toEqual(['a', 'b', 'c']);
+    expect(await list('property.plan=pro&property.items=3&distinct_id=c')).toEqual(['c']);
+    const bad = await svc.api('/api/v1/events?property.a%22b=1');
+    expect(bad.status).toBe(400);
   });
 
   it('refuses an unreadable time', async () => {

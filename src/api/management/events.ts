@@ -2,8 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { Store } from '../../store/database.js';
 import { listEvents } from '../../store/events-repo.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
-import { errorSchema } from '../errors.js';
+import { ApiError, errorSchema } from '../errors.js';
 import { pageLimit } from './paging.js';
+import { propertyFilters } from './property-filters.js';
 import { timeParam } from './time-param.js';
 
 const eventSchema = {
@@ -19,8 +20,9 @@ const eventSchema = {
   },
 } as const;
 
-const isPosition = (v: unknown): v is [number, number] =>
-  Array.isArray(v) && v.length === 2 && v.every((n) => Number.isSafeInteger(n));
+/** A cursor: the last event's (time, id), and 1 when the list runs newest first. */
+const isPosition = (v: unknown): v is [number, number] | [number, number, 1] =>
+  Array.isArray(v) && (v.length === 2 || (v.length === 3 && v[2] === 1)) && v.every((n) => Number.isSafeInteger(n));
 
 export async function eventRoutes(app: FastifyInstance, opts: { store: Store; defaultPageSize: number; maxPageSize: number }) {
   app.get(
@@ -28,7 +30,11 @@ export async function eventRoutes(app: FastifyInstance, opts: { store: Store; de
     {
       schema: {
         tags: ['Events'],
-        summary: 'List events in time order',
+        summary: 'List events in time order (or newest first)',
+        description:
+          'Filters: `event`, `distinct_id`, `from`/`to`, and any number of `property.NAME=VALUE` equality filters ' +
+          '(VALUE matches a string, or the number / boolean / null it spells). Property filters read each event of the ' +
+          'range in turn (events have no index by property): bound them with from/to on a large project.',
         querystring: {
           type: 'object',
           properties: {
@@ -37,7 +43,9 @@ export async function eventRoutes(app: FastifyInstance, opts: { store: Store; de
             distinct_id: { type: 'string' },
             from: { type: 'string', description: 'Inclusive; epoch s, epoch ms or ISO 8601' },
             to: { type: 'string', description: 'Exclusive; epoch s, epoch ms or ISO 8601' },
+            order: { type: 'string', enum: ['asc', 'desc'], description: 'asc (default): oldest first; desc: newest first. A cursor continues in the order it was made in.' },
           },
+          patternProperties: { '^property\\.': { type: 'string' } },
           additionalProperties: false,
         },
         response: {
@@ -51,14 +59,20 @@ export async function eventRoutes(app: FastifyInstance, opts: { store: Store; de
       },
     },
     async (request) => {
-      const q = request.query as { limit?: number; cursor?: string; event?: string; distinct_id?: string; from?: string; to?: string };
+      const q = request.query as Record<string, unknown> & { limit?: number; cursor?: string; event?: string; distinct_id?: string; from?: string; to?: string; order?: 'asc' | 'desc' };
       const limit = pageLimit(q.limit, opts);
       const position = q.cursor === undefined ? undefined : decodeCursor(q.cursor, isPosition);
+      const desc = q.order === 'desc';
+      if (position && (position.length === 3) !== desc) {
+        throw new ApiError(400, 'invalid_cursor', `this cursor continues a list ${desc ? 'oldest' : 'newest'} first; ask with order=${desc ? 'asc' : 'desc'} or start again without it`);
+      }
       const rows = await listEvents(opts.store, request.project.id, {
         event: q.event,
         distinctId: q.distinct_id,
         from: timeParam('from', q.from),
         to: timeParam('to', q.to),
+        equals: propertyFilters(q),
+        order: q.order,
         after: position && { time: position[0], id: position[1] },
         limit: limit + 1,
       });
@@ -74,7 +88,7 @@ export async function eventRoutes(app: FastifyInstance, opts: { store: Store; de
           insert_id: e.insertId,
           properties: e.properties,
         })),
-        next_cursor: rows.length > limit && last ? encodeCursor([last.time, last.id]) : null,
+        next_cursor: rows.length > limit && last ? encodeCursor(desc ? [last.time, last.id, 1] : [last.time, last.id]) : null,
       };
     },
   );

@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { Store } from '../../store/database.js';
-import { isAddressableKey } from '../../store/json-sql.js';
 import { getProfile, listProfiles, type ProfileRecord } from '../../store/profiles-repo.js';
 import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
 import { ApiError, errorSchema } from '../errors.js';
 import { pageLimit } from './paging.js';
+import { propertyFilters } from './property-filters.js';
 
 const profileSchema = {
   type: 'object',
@@ -17,28 +17,6 @@ const profileSchema = {
 
 /** Mixpanel's profile shape, as its engage query API and webhook messages use. */
 const present = (p: ProfileRecord) => ({ $distinct_id: p.distinctId, $properties: p.properties });
-
-/** `property.NAME=VALUE`: VALUE matches as given, and also as JSON (so 3 matches the number 3). */
-function propertyFilters(query: Record<string, unknown>): Record<string, string[]> {
-  const filters: Record<string, string[]> = {};
-  for (const [param, raw] of Object.entries(query)) {
-    if (!param.startsWith('property.')) continue;
-    const key = param.slice('property.'.length);
-    if (!isAddressableKey(key)) {
-      throw new ApiError(400, 'invalid_filter', `"${param}": a property name must be 1-255 characters without quotes or backslashes`);
-    }
-    const value = String(Array.isArray(raw) ? raw[0] : raw);
-    const candidates = new Set([JSON.stringify(value)]);
-    try {
-      const parsed: unknown = JSON.parse(value);
-      if (parsed === null || ['number', 'boolean'].includes(typeof parsed)) candidates.add(JSON.stringify(parsed));
-    } catch {
-      // not JSON: the string alone
-    }
-    filters[key] = [...candidates];
-  }
-  return filters;
-}
 
 export async function profileRoutes(app: FastifyInstance, opts: { store: Store; defaultPageSize: number; maxPageSize: number }) {
   const { store } = opts;
