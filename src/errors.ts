@@ -7,6 +7,8 @@ export class ActionableError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Where in the request body the mistake is, as a JSON pointer (`/definition/and/1/within_days`), when one place is at fault. */
+    readonly path?: string,
   ) {
     super(message);
   }

@@ -10,7 +10,11 @@ export const errorSchema = {
   properties: {
     error: {
       type: 'object',
-      properties: { code: { type: 'string' }, message: { type: 'string' } },
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        path: { type: 'string', description: 'Where in the request body the mistake is, as a JSON pointer (e.g. /definition/and/1/within_days); only when one place is at fault' },
+      },
       required: ['code', 'message'],
     },
   },
@@ -38,7 +42,7 @@ export function installApiErrorHandler(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError | ActionableError, request, reply) => {
     // Domain refusals (ActionableError) and API ones (ApiError) alike.
     if (err instanceof ActionableError) {
-      return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
+      return reply.code(err.status).send({ error: { code: err.code, message: err.message, ...(err.path === undefined ? {} : { path: err.path }) } });
     }
     if (err.validation) {
       return reply.code(400).send({ error: { code: 'invalid_request', message: validationMessage(err.validationContext ?? 'request', err.validation[0], err.message) } });

@@ -11,6 +11,14 @@ import { checkExpandedSize, cycleThrough, expandedSizes, MAX_EXPANDED_FILTERS } 
 /** A refusal the API turns into a 4xx. */
 export class CohortError extends ActionableError {}
 
+/** The ids of what uses a cohort (each of these blocks its deletion). */
+export interface CohortUsage {
+  cohorts: number[];
+  cohortSyncs: number[];
+  subscriptions: number[];
+  messages: number[];
+}
+
 export interface CohortInput {
   name?: unknown;
   description?: unknown;
@@ -23,8 +31,8 @@ export class CohortAdmin {
 
   async create(projectId: number, input: CohortInput): Promise<CohortRecord> {
     const name = this.#name(input.name);
-    if (name === undefined) throw new CohortError(400, 'invalid_cohort', 'name: required');
-    if (input.definition === undefined) throw new CohortError(400, 'invalid_definition', 'definition: required');
+    if (name === undefined) throw new CohortError(400, 'invalid_cohort', 'name: required', '/name');
+    if (input.definition === undefined) throw new CohortError(400, 'invalid_definition', 'definition: required', '/definition');
     const definition = this.#definition(input.definition);
     await this.#checkReferences(projectId, undefined, definition);
     return insertCohort(this.store.db, projectId, { name, description: this.#description(input.description) ?? '', definition }, Date.now());
@@ -55,16 +63,26 @@ export class CohortAdmin {
     return listCohorts(this.store, projectId, after, limit);
   }
 
-  async remove(projectId: number, id: number): Promise<void> {
+  /** What uses the cohort: the cohorts that name it, the syncs that send it, the subscriptions that watch it and the messages that target it. */
+  async usage(projectId: number, id: number): Promise<CohortUsage> {
     const all = await cohortDefinitions(this.store.db, projectId);
-    const users = [...all].filter(([other, d]) => other !== id && referencedCohorts(d).includes(id)).map(([other]) => other);
-    if (users.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is used by cohort${users.length > 1 ? 's' : ''} ${users.join(', ')}; change or delete those first`);
-    const syncs = await syncsUsingCohort(this.store.db, projectId, id);
-    if (syncs.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is synced by cohort sync${syncs.length > 1 ? 's' : ''} ${syncs.join(', ')}; delete those first`);
-    const subscriptions = await subscriptionsNamingCohort(this.store.db, projectId, id);
-    if (subscriptions.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is watched by subscription${subscriptions.length > 1 ? 's' : ''} ${subscriptions.join(', ')}; change or delete those first`);
-    const messages = await messagesUsingCohort(this.store.db, projectId, id);
-    if (messages.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is the target of webhook message${messages.length > 1 ? 's' : ''} ${messages.join(', ')}; change or delete those first`);
+    if (!all.has(id)) throw notFound(id);
+    const { db } = this.store;
+    return {
+      cohorts: [...all].filter(([other, d]) => other !== id && referencedCohorts(d).includes(id)).map(([other]) => other),
+      cohortSyncs: await syncsUsingCohort(db, projectId, id),
+      subscriptions: await subscriptionsNamingCohort(db, projectId, id),
+      messages: await messagesUsingCohort(db, projectId, id),
+    };
+  }
+
+  async remove(projectId: number, id: number): Promise<void> {
+    const { cohorts, cohortSyncs, subscriptions, messages } = await this.usage(projectId, id);
+    const s = (ids: number[]) => (ids.length > 1 ? 's' : '');
+    if (cohorts.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is used by cohort${s(cohorts)} ${cohorts.join(', ')}; change or delete those first`);
+    if (cohortSyncs.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is synced by cohort sync${s(cohortSyncs)} ${cohortSyncs.join(', ')}; delete those first`);
+    if (subscriptions.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is watched by subscription${s(subscriptions)} ${subscriptions.join(', ')}; change or delete those first`);
+    if (messages.length > 0) throw new CohortError(409, 'cohort_in_use', `cohort ${id} is the target of webhook message${s(messages)} ${messages.join(', ')}; change or delete those first`);
     if (!(await deleteCohort(this.store.db, projectId, id))) throw notFound(id);
   }
 
@@ -101,13 +119,13 @@ export class CohortAdmin {
 
   #name(v: unknown): string | undefined {
     if (v === undefined) return undefined;
-    if (typeof v !== 'string' || v.trim() === '' || v.length > 200) throw new CohortError(400, 'invalid_cohort', 'name: expected 1-200 characters');
+    if (typeof v !== 'string' || v.trim() === '' || v.length > 200) throw new CohortError(400, 'invalid_cohort', 'name: expected 1-200 characters', '/name');
     return v;
   }
 
   #description(v: unknown): string | undefined {
     if (v === undefined) return undefined;
-    if (typeof v !== 'string' || v.length > 2000) throw new CohortError(400, 'invalid_cohort', 'description: expected at most 2000 characters');
+    if (typeof v !== 'string' || v.length > 2000) throw new CohortError(400, 'invalid_cohort', 'description: expected at most 2000 characters', '/description');
     return v;
   }
 
@@ -115,7 +133,7 @@ export class CohortAdmin {
     try {
       return parseDefinition(v);
     } catch (err) {
-      if (err instanceof DefinitionError) throw new CohortError(400, 'invalid_definition', err.message);
+      if (err instanceof DefinitionError) throw new CohortError(400, 'invalid_definition', err.message, err.pointer);
       throw err;
     }
   }
@@ -128,13 +146,13 @@ export class CohortAdmin {
   async #checkReferences(projectId: number, self: number | undefined, definition: Definition): Promise<void> {
     const all = await cohortDefinitions(this.store.db, projectId);
     const missing = referencedCohorts(definition).find((id) => !all.has(id));
-    if (missing !== undefined) throw new CohortError(400, 'invalid_definition', `definition: names cohort ${missing}, which does not exist in this project`);
+    if (missing !== undefined) throw new CohortError(400, 'invalid_definition', `definition: names cohort ${missing}, which does not exist in this project`, '/definition');
     // The new definition in its place (a cohort being created gets an id no other can name yet).
     const key = self ?? -1;
     const after = new Map(all).set(key, definition);
     if (self !== undefined) {
       const cycle = cycleThrough(self, definition, all);
-      if (cycle) throw new CohortError(400, 'invalid_definition', `definition: cohort ${self} would include itself (${cycle.join(' → ')})`);
+      if (cycle) throw new CohortError(400, 'invalid_definition', `definition: cohort ${self} would include itself (${cycle.join(' → ')})`, '/definition');
     }
     const sizes = expandedSizes(after);
     try {
@@ -146,7 +164,7 @@ export class CohortAdmin {
         if (id !== key && size > MAX_EXPANDED_FILTERS && size > (before.get(id) ?? 0)) checkExpandedSize(size, 'definition', `cohort ${id}, which names this one,`);
       }
     } catch (err) {
-      if (err instanceof DefinitionError) throw new CohortError(400, 'invalid_definition', err.message);
+      if (err instanceof DefinitionError) throw new CohortError(400, 'invalid_definition', err.message, err.pointer);
       throw err;
     }
   }

@@ -30,13 +30,20 @@ export interface EventFilter {
 export type Definition = { and: Definition[] } | { or: Definition[] } | { not: Definition } | { cohort: number } | EventFilter | PropertyFilter;
 
 export class DefinitionError extends Error {
-  constructor(
-    readonly path: string,
-    message: string,
-  ) {
-    super(`${path}: ${message}`);
+  readonly path: string;
+  /** The same place as a JSON pointer (`/definition/and/1/within_days`), for callers that point at it. */
+  readonly pointer: string;
+  /** `field`: an unknown key of the object at `path`; kept apart because it may hold any character, dots and brackets included. */
+  constructor(path: string, message: string, field?: string) {
+    const at = field === undefined ? path : `${path}.${field}`;
+    super(`${at}: ${message}`);
+    this.path = at;
+    this.pointer = toPointer(path) + (field === undefined ? '' : `/${field.replace(/~/g, '~0').replace(/\//g, '~1')}`);
   }
 }
+
+/** `definition.and[1].within_days` → `/definition/and/1/within_days`; the dotted form's keys are the definition's own words. */
+const toPointer = (path: string) => path.replace(/\[(\d+)\]/g, '.$1').split('.').map((key) => `/${key}`).join('');
 
 const PROPERTY_OPS = ['equals', 'not_equals', 'contains', 'not_contains', 'greater_than', 'less_than', 'between', 'before', 'after', 'between_dates', 'set', 'not_set', 'in', 'not_in'] as const;
 const COUNT_OPS = ['at_least', 'at_most', 'exactly'] as const;
@@ -85,7 +92,7 @@ function node(v: unknown, path: string, depth: number): Definition {
 
 function only(v: Record<string, unknown>, allowed: string[], path: string): void {
   const extra = Object.keys(v).filter((k) => !allowed.includes(k));
-  if (extra.length > 0) throw new DefinitionError(`${path}.${extra[0]}`, `unknown field; allowed here: ${allowed.join(', ')}`);
+  if (extra.length > 0) throw new DefinitionError(path, `unknown field; allowed here: ${allowed.join(', ')}`, extra[0]);
 }
 
 function name(v: unknown, path: string, what: string): string {

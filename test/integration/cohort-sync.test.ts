@@ -131,6 +131,7 @@ describe('cohort sync to a custom webhook', () => {
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ state: 'active', interval_minutes: 30, one_time: false, properties_to_export: ['company'] });
     const syncId: number = created.body.id;
+    expect((await api(`/api/v1/cohorts/${cohort.body.id}/usage`)).body).toEqual({ cohorts: [], cohort_syncs: [syncId], subscriptions: [], messages: [] });
 
     // T: the first run sends everyone, 8 members in pages of 3, one session.
     const first = await runEnded(syncId, 1);

@@ -165,9 +165,12 @@ describe('cohort definitions: combinations and other cohorts', () => {
     });
     expect(cycle.status).toBe(400);
     expect(await cycle.json()).toEqual({
-      error: { code: 'invalid_definition', message: `definition: cohort ${pro.body.id} would include itself (${pro.body.id} → ${proBeta.body.id} → ${pro.body.id})` },
+      error: { code: 'invalid_definition', message: `definition: cohort ${pro.body.id} would include itself (${pro.body.id} → ${proBeta.body.id} → ${pro.body.id})`, path: '/definition' },
     });
 
+    const usage = await svc.json(`/api/v1/cohorts/${pro.body.id}/usage`);
+    expect(usage).toEqual({ status: 200, body: { cohorts: [proBeta.body.id], cohort_syncs: [], subscriptions: [], messages: [] } });
+    expect((await svc.json('/api/v1/cohorts/424242/usage')).status).toBe(404);
     const inUse = await svc.api(`/api/v1/cohorts/${pro.body.id}`, { method: 'DELETE' });
     expect(inUse.status).toBe(409);
     expect(((await inUse.json()) as any).error.message).toBe(`cohort ${pro.body.id} is used by cohort ${proBeta.body.id}; change or delete those first`);
@@ -190,7 +193,7 @@ describe('cohort definitions: combinations and other cohorts', () => {
   it('refuses a cohort that does not exist in the project', async () => {
     const made = await create({ cohort: 999_999 });
     expect(made.status).toBe(400);
-    expect(made.body).toEqual({ error: { code: 'invalid_definition', message: 'definition: names cohort 999999, which does not exist in this project' } });
+    expect(made.body).toEqual({ error: { code: 'invalid_definition', message: 'definition: names cohort 999999, which does not exist in this project', path: '/definition' } });
   });
 });
 
@@ -198,7 +201,19 @@ describe('/api/v1/cohorts', () => {
   it('names the offending path of an invalid definition', async () => {
     const made = await create({ and: [{ property: 'plan', op: 'equals', value: 'pro' }, { event: 'Purchase', within_days: 0 }] });
     expect(made.status).toBe(400);
-    expect(made.body).toEqual({ error: { code: 'invalid_definition', message: 'definition.and[1].within_days: expected a whole number from 1 to 3650, got 0' } });
+    expect(made.body).toEqual({ error: { code: 'invalid_definition', message: 'definition.and[1].within_days: expected a whole number from 1 to 3650, got 0', path: '/definition/and/1/within_days' } });
+  });
+
+  it('gives the place at fault as a JSON pointer, an unknown key of any spelling included', async () => {
+    const unknown = await create({ or: [{ property: 'plan', op: 'set', 'a.b/c~[0]': 1 }] });
+    expect(unknown.body.error).toMatchObject({ message: 'definition.or[0].a.b/c~[0]: unknown field; allowed here: property, op', path: '/definition/or/0/a.b~1c~0[0]' });
+    const badName = await svc.json('/api/v1/cohorts', 'POST', { name: ' ', definition: { property: 'plan', op: 'set' } });
+    expect(badName).toEqual({ status: 400, body: { error: { code: 'invalid_cohort', message: 'name: expected 1-200 characters', path: '/name' } } });
+    // A PATCH names the place the same way; a refusal with no one place at fault has no path.
+    const made = await create({ property: 'plan', op: 'set' });
+    const patched = await svc.json(`/api/v1/cohorts/${made.body.id}`, 'PATCH', { definition: { not: { event: 'Login', within_days: 7, count: { op: 'most', value: 1 } } } });
+    expect(patched.body.error).toMatchObject({ code: 'invalid_definition', path: '/definition/not/count/op' });
+    expect((await svc.json('/api/v1/cohorts/424242')).body).toEqual({ error: { code: 'not_found', message: 'no cohort 424242 in this project' } });
   });
 
   it('creates, shows, lists and pages cohorts', async () => {

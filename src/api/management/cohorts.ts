@@ -146,4 +146,21 @@ export async function cohortRoutes(app: FastifyInstance, opts: { admin: CohortAd
       return { count: await admin.size(request.project.id, id) };
     },
   );
+
+  app.get(
+    '/cohorts/:id/usage',
+    {
+      schema: {
+        tags,
+        summary: 'What uses the cohort (and so blocks its deletion): cohorts that name it, cohort syncs, subscriptions, webhook messages',
+        params: idParams,
+        response: { 200: { type: 'object', properties: Object.fromEntries(['cohorts', 'cohort_syncs', 'subscriptions', 'messages'].map((k) => [k, { type: 'array', items: { type: 'integer' } }])) }, ...errors },
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: number };
+      const usage = await admin.usage(request.project.id, id);
+      return { cohorts: usage.cohorts, cohort_syncs: usage.cohortSyncs, subscriptions: usage.subscriptions, messages: usage.messages };
+    },
+  );
 }
