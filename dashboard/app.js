@@ -5,11 +5,13 @@ import { useEffect, useState } from 'preact/hooks';
 import { session, whenUnauthorized } from './lib/api.js';
 import { html } from './lib/html.js';
 import { useRoute } from './lib/router.js';
+import { Cohorts } from './pages/cohorts.js';
 import { Connections } from './pages/connections.js';
 import { Events } from './pages/events.js';
 import { Overview } from './pages/overview.js';
 import { Profiles } from './pages/profiles.js';
 import { SignIn } from './pages/sign-in.js';
+import { Syncs } from './pages/syncs.js';
 
 /** The pages in the menu's order: route → [menu label, component]. A component gets the route's parts and query. */
 const PAGES = {
@@ -17,6 +19,8 @@ const PAGES = {
   connections: ['Connections', Connections],
   events: ['Events', Events],
   profiles: ['Profiles', Profiles],
+  cohorts: ['Cohorts', Cohorts],
+  syncs: ['Cohort syncs', Syncs],
 };
 
 function App() {

@@ -8,12 +8,13 @@ export const session = {
   signOut: () => sessionStorage.removeItem(SECRET),
 };
 
-/** A refusal from the API, holding its status, code and its own message (shown to the person as it is). */
+/** A refusal from the API, holding its status, code, its own message (shown to the person as it is) and, when the API names one, the JSON pointer of the place at fault in the request body. */
 export class ApiFailure extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, path) {
     super(message);
     this.status = status;
     this.code = code;
+    this.path = path;
   }
 }
 
@@ -36,7 +37,7 @@ export async function api(path, { method = 'GET', body, query, secret = session.
     data = undefined;
   }
   if (!res.ok) {
-    const failure = new ApiFailure(res.status, data?.error?.code ?? 'http_error', data?.error?.message ?? `the service answered HTTP ${res.status}`);
+    const failure = new ApiFailure(res.status, data?.error?.code ?? 'http_error', data?.error?.message ?? `the service answered HTTP ${res.status}`, data?.error?.path);
     if (res.status === 401 && secret === session.secret()) onUnauthorized('Your secret is no longer accepted; sign in again.');
     throw failure;
   }
