@@ -121,10 +121,11 @@ export function DefinitionEditor({ id, value, onInput, problem }) {
     ${problem &&
     html`<div class="error definition-problem" id=${`${id}-error`} role="alert">
       <p><strong>Line ${where.line}${problem.pointer !== undefined ? html`, at <code>${problem.pointer || '/'}</code>` : ''}:</strong> ${problem.message}</p>
-      <pre class="json" aria-label=${`Lines ${first} to ${last} of the definition as saved; line ${where.line} is marked`}>${lines.slice(first - 1, last).map((text, i) => {
+      <pre class="json" tabindex="0" aria-label=${`Lines ${first} to ${last} of the definition as saved; line ${where.line} is marked`}>${lines.slice(first - 1, last).map((text, i) => {
         const n = first + i;
         const number = `${String(n).padStart(4)}  `;
-        return n === where.line ? html`<mark>${number}${text}</mark>\n${' '.repeat(number.length + where.column - 1)}^\n` : `${number}${text}\n`;
+        // The caret line is a plain string: htm drops template whitespace that holds a newline.
+        return n === where.line ? html`<mark>${number}${text}</mark>${`\n${' '.repeat(number.length + where.column - 1)}^\n`}` : `${number}${text}\n`;
       })}</pre>
       <button type="button" onClick=${goTo}>Show line ${where.line} in the editor</button>
     </div>`}

@@ -83,7 +83,7 @@ export function SyncPage({ id }) {
         ${s.state_reason && html`<dt>Why paused</dt><dd class="state-reason" data-testid="state-reason">${s.state_reason}</dd>`}
         <dt>Cohort</dt><dd><a href=${href('cohorts', [s.cohort_id])}>${cohort.data?.name ?? `Cohort ${s.cohort_id}`}</a></dd>
         <dt>Connection</dt><dd>${connection.data?.name ?? `Connection ${s.connection_id}`}</dd>
-        <dt>Runs</dt><dd>${s.one_time ? 'once' : `every ${s.interval_minutes} minutes`}</dd>
+        <dt>Schedule</dt><dd>${s.one_time ? 'once' : `every ${s.interval_minutes} minutes`}</dd>
         <dt>Next run</dt><dd><${Time} at=${s.next_run_at} /></dd>
         <dt>Last success</dt><dd><${Time} at=${s.last_success_at} /></dd>
         <dt>Properties exported</dt><dd>${s.properties_to_export.join(', ') || html`<span class="muted">none</span>`}</dd>

@@ -5,7 +5,7 @@ import { startReceiver, type Receiver, type Reply } from '../helpers/receiver.js
 import { startTestService, type TestService } from '../helpers/service.js';
 
 /**
- * The Cohorts and Cohort syncs pages in Chromium, on the embedded database, over a real receiver:
+ * The Cohorts and Cohort syncs pages in Chromium, on the database the suite runs against, over a real receiver:
  * a definition that is not JSON, then one the API refuses, each shown at its line; the cohort's
  * count and members, anew after a change; a sync made in the page whose first run reaches the
  * receiver; a refusal from the receiver that pauses it (its message on the page, Run now refused
@@ -60,6 +60,7 @@ describe.skipIf(!HAVE_CHROMIUM)('the cohorts and cohort syncs pages', () => {
     await page.getByRole('button', { name: 'Create' }).click();
     expect(await problem.locator('p').textContent()).toBe('Line 4: Not valid JSON: expected a value: an object, a list, a string, a number, true, false or null, found "]".');
     expect(await problem.locator('mark').textContent()).toBe('   4    ]');
+    expect(await problem.locator('pre').textContent()).toContain(`   4    ]\n${' '.repeat(8)}^\n`);
 
     // JSON the API refuses: its message, at the pointer it gives, the line naming it marked.
     const wrong = '{\n  "and": [\n    { "property": "plan", "op": "equals", "value": "pro" },\n    { "property": "plan", "op": "is", "value": "pro" }\n  ]\n}';
@@ -70,6 +71,8 @@ describe.skipIf(!HAVE_CHROMIUM)('the cohorts and cohort syncs pages', () => {
     expect(refusal.body.error.path).toBe('/definition/and/1/op');
     expect(await problem.locator('p').textContent()).toBe(`Line 4, at /and/1/op: ${refusal.body.error.message}`);
     expect(await problem.locator('mark').textContent()).toBe('   4      { "property": "plan", "op": "is", "value": "pro" }');
+    // The caret stands under "op" (column 27 of line 4, after the 6 columns of the line number).
+    expect(await problem.locator('pre').textContent()).toContain(`\n${' '.repeat(32)}^\n`);
     expect(await editor.getAttribute('aria-invalid')).toBe('true');
 
     await editor.fill(wrong.replace('"is"', '"equals"'));
