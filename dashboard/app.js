@@ -48,4 +48,6 @@ function App() {
     <main id="main" tabindex="-1"><${Page} key=${page} parts=${route.parts} query=${route.query} /></main>`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // the "Loading…" placeholder shown before this module ran
+render(html`<${App} />`, root);
