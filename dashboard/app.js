@@ -5,14 +5,22 @@ import { useEffect, useState } from 'preact/hooks';
 import { session, whenUnauthorized } from './lib/api.js';
 import { html } from './lib/html.js';
 import { useRoute } from './lib/router.js';
+import { Alerts } from './pages/alerts.js';
 import { Connections } from './pages/connections.js';
+import { Messages } from './pages/messages.js';
 import { Overview } from './pages/overview.js';
+import { Reports } from './pages/reports.js';
 import { SignIn } from './pages/sign-in.js';
+import { Subscriptions } from './pages/subscriptions.js';
 
 /** The pages in the menu's order: route → [menu label, component]. A component gets the route's parts and query. */
 const PAGES = {
   overview: ['Overview', Overview],
   connections: ['Connections', Connections],
+  messages: ['Messages', Messages],
+  reports: ['Reports', Reports],
+  alerts: ['Alerts', Alerts],
+  subscriptions: ['Subscriptions', Subscriptions],
 };
 
 function App() {
