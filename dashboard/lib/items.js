@@ -106,7 +106,7 @@ export function RecentDeliveries({ kinds, ownerId }) {
   const latest = (state.data ?? []).flatMap((p) => p.results).sort((a, b) => b.id - a.id).slice(0, 5);
   return html`<section aria-labelledby="recent-deliveries">
     <h2 id="recent-deliveries">Latest deliveries</h2>
-    <p>${kinds.map((kind) => html`<a href=${href('deliveries', [], { owner_kind: kind, owner_id: ownerId })}>All ${kind} deliveries</a> `)}</p>
+    <ul class="links">${kinds.map((kind) => html`<li><a href=${href('deliveries', [], { owner_kind: kind, owner_id: ownerId })}>All ${kind} deliveries</a></li>`)}</ul>
     <${LoadState} state=${state} />
     ${state.data && latest.length === 0 && html`<p class="muted">None yet.</p>`}
     ${latest.length > 0 &&
@@ -123,6 +123,13 @@ export function RecentDeliveries({ kinds, ownerId }) {
       )}</tbody>
     </table></div>`}
   </section>`;
+}
+
+/** A connection by its name and URL (the API never answers its secrets). */
+export function ConnectionName({ id }) {
+  const [conn] = useLoad(() => api(`/connections/${id}`), [id]);
+  if (!conn.data) return html`<span>${conn.error ?? `#${id}`}</span>`;
+  return html`<span>${conn.data.name} (#${conn.data.id}) <span class="url">${conn.data.url}</span></span>`;
 }
 
 /** The item's header: its name, state, and the actions. */

@@ -1,6 +1,6 @@
 // Alerts: the list, a new one, and one alert's settings, test, its report drawn with the threshold
 // and firings, its history of checks and its deliveries.
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api } from '../lib/api.js';
 import { html } from '../lib/html.js';
 import { useAction, useLoad, usePaged } from '../lib/hooks.js';
@@ -118,10 +118,13 @@ function History({ list }) {
 }
 
 function AlertItem({ id }) {
-  const [state, reload] = useLoad(() => api(`/alerts/${id}`), [id], { every: 10_000 });
+  const [state, reload] = useLoad(() => api(`/alerts/${id}`), [id]);
   const history = usePaged(`/alerts/${id}/history`, {}, { every: 5000 });
   const reportId = state.data?.report_id;
   const [result] = useLoad(() => (reportId ? api(`/reports/${reportId}/result`) : Promise.resolve(undefined)), [reportId]);
+  // A new check may have fired: read the alert again (last fired, quiet until).
+  const latestCheck = history.data?.results[0]?.id;
+  useEffect(() => void (latestCheck && reload()), [latestCheck]);
   const [editing, setEditing] = useState(false);
   // Bumped by a test, so the history below reads again and shows it.
   const [tests, setTests] = useState(0);

@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import { api } from '../lib/api.js';
 import { html } from '../lib/html.js';
 import { useAction, useLoad, usePaged } from '../lib/hooks.js';
-import { Choice, DeleteButton, EnableButton, FormError, ItemHead, JsonArea, TestButton, errorAt, parseJson, useOptions } from '../lib/items.js';
+import { Choice, ConnectionName, DeleteButton, EnableButton, FormError, ItemHead, JsonArea, TestButton, errorAt, parseJson, useOptions } from '../lib/items.js';
 import { href, navigate } from '../lib/router.js';
 import { Badge, Field, Json, LoadState, Pager, Select, Time } from '../lib/ui.js';
 
@@ -152,7 +152,7 @@ function MessageItem({ id }) {
     ${editing && html`<${MessageForm} initial=${m} save=${save} submitLabel="Save changes" />`}
     <h2>Settings</h2>
     <dl class="facts">
-      <dt>Connection</dt><dd>#${m.connection_id}</dd>
+      <dt>Connection</dt><dd><${ConnectionName} id=${m.connection_id} /></dd>
       <dt>Target</dt><dd>${m.definition ? html`its own cohort <a href=${href('cohorts', [m.cohort_id])}>#${m.cohort_id}</a>: <${Json} value=${m.definition} label="Definition" />` : html`cohort <a href=${href('cohorts', [m.cohort_id])}>#${m.cohort_id}</a>`}</dd>
       <dt>Schedule</dt><dd>${describeSchedule(m.schedule)} <${Json} value=${m.schedule} label="Schedule" /></dd>
       <dt>Properties sent</dt><dd>${m.properties ? m.properties.join(', ') : 'all'}</dd>

@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import { api } from '../lib/api.js';
 import { html } from '../lib/html.js';
 import { useAction, useLoad, usePaged } from '../lib/hooks.js';
-import { DeleteButton, EnableButton, FormError, ItemHead, JsonArea, RecentDeliveries, Reply, TestButton, errorAt, parseJson } from '../lib/items.js';
+import { ConnectionName, DeleteButton, EnableButton, FormError, ItemHead, JsonArea, RecentDeliveries, Reply, TestButton, errorAt, parseJson } from '../lib/items.js';
 import { href, navigate } from '../lib/router.js';
 import { Badge, Field, Json, LoadState, Pager, Time } from '../lib/ui.js';
 
@@ -88,13 +88,12 @@ function SubscriptionList() {
 }
 
 /** A channel's settings: its destination (the connection's name and URL, never its secrets) and templates. */
-export function ChannelFacts({ channel, index }) {
-  const [conn] = useLoad(() => (channel.connection_id ? api(`/connections/${channel.connection_id}`) : Promise.resolve(null)), [channel.connection_id]);
-  const { type, connection_id: _, ...rest } = channel;
+function ChannelFacts({ channel }) {
+  const { type, connection_id: connectionId, ...rest } = channel;
   return html`<li>
-    <strong>${index + 1}. ${type}</strong>
+    <strong>${type}</strong>
     <dl class="facts">
-      ${channel.connection_id && html`<dt>Connection</dt><dd>${conn.data ? html`${conn.data.name} (#${conn.data.id}) <span class="url">${conn.data.url}</span>` : conn.error ?? `#${channel.connection_id}`}</dd>`}
+      ${connectionId && html`<dt>Connection</dt><dd><${ConnectionName} id=${connectionId} /></dd>`}
       ${Object.entries(rest).map(([k, v]) => html`<dt>${k}</dt><dd>${typeof v === 'string' ? html`<code>${v}</code>` : Array.isArray(v) ? v.join(', ') : JSON.stringify(v)}</dd>`)}
     </dl>
   </li>`;
@@ -129,7 +128,7 @@ function SubscriptionItem({ id }) {
       <dt>Changed</dt><dd><${Time} at=${s.updated_at} /></dd>
     </dl>
     <h3>Channels</h3>
-    <ol class="channels">${s.channels.map((c, i) => html`<${ChannelFacts} channel=${c} index=${i} />`)}</ol>
+    <ol class="channels">${s.channels.map((c) => html`<${ChannelFacts} channel=${c} />`)}</ol>
     <h2>Test</h2>
     <p class="hint">Sends a sample event of each of its types to every channel now, marked <code>"test": true</code>.</p>
     <${TestButton}

@@ -98,6 +98,7 @@ describe.skipIf(!HAVE_CHROMIUM)('subscriptions, reports, alerts and messages in 
     const fired = page.locator('#history ~ div tbody tr', { hasText: 'fired' });
     await fired.waitFor({ timeout: 10_000 });
     expect(await fired.locator('td').nth(3).textContent()).toBe('3');
+    await page.locator('dt:text-is("Last fired") + dd time').waitFor();
     await page.locator('figure.chart canvas').waitFor();
     expect(await page.locator('figure.chart figcaption').textContent()).toMatch(/^Report #\d+$/);
     await expect.poll(() => hits('/alert').map((r) => JSON.parse(r.body).event_type)).toEqual(['custom_alert_triggered']);
