@@ -95,9 +95,10 @@ export function DeleteButton({ path, what, page }) {
   </span>`;
 }
 
-/** "Test: delivered, HTTP 200" / "not delivered: reason" for one channel's reply to a test. */
+/** "Delivered: HTTP 200" / "Not delivered (reason)" for one channel's reply to a test, and its delivery (the request as sent). */
 export function Reply({ r }) {
-  return html`<span>${r.ok ? 'Delivered' : 'Not delivered'}${r.status ? `: HTTP ${r.status}` : ''}${r.error ? ` (${r.error})` : ''}</span>`;
+  return html`<span>${r.ok ? 'Delivered' : 'Not delivered'}${r.status ? `: HTTP ${r.status}` : ''}${r.error ? ` (${r.error})` : ''}</span>
+    ${r.delivery_id && html` <a href=${href('deliveries', [r.delivery_id])} aria-label=${`Delivery ${r.delivery_id}: what was sent`}>#${r.delivery_id}</a>`}`;
 }
 
 /** A link to the deliveries of an owner (kind and id, or an id prefix ending in "/"), and the latest few inline. */

@@ -163,7 +163,9 @@ function AlertItem({ id }) {
       path=${`${path}/test`}
       label="Send a test"
       onDone=${() => setTests((n) => n + 1)}
-      show=${(r) => html`<p>${r.payload?.condition?.sentence ?? ''}</p><ul class="replies">${r.results.map((x) => html`<li>Channel ${x.channel + 1} (${x.type}): <${Reply} r=${x} /></li>`)}</ul>`}
+      show=${(r) => html`<p>${r.payload?.condition?.sentence ?? ''}</p>
+        <ul class="replies">${r.results.map((x) => html`<li>Channel ${x.channel + 1} (${x.type}): <${Reply} r=${x} /></li>`)}</ul>
+        <details><summary>What was sent</summary><${Json} value=${r.payload} label="The alert's body as sent" /></details>`}
     />
     <h2>The report</h2>
     <${LoadState} state=${result} />
