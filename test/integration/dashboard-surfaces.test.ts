@@ -99,6 +99,9 @@ describe.skipIf(!HAVE_CHROMIUM)('subscriptions, reports, alerts and messages in 
     await fired.waitFor({ timeout: 10_000 });
     expect(await fired.locator('td').nth(3).textContent()).toBe('3');
     await page.locator('dt:text-is("Last fired") + dd time').waitFor();
+    // The firing's delivery, among the alert's deliveries (a reload reads them again).
+    await page.reload();
+    await page.locator('#recent-deliveries ~ div tbody td:first-child', { hasText: /^#\d+ alert$/ }).waitFor();
     await page.locator('figure.chart canvas').waitFor();
     expect(await page.locator('figure.chart figcaption').textContent()).toMatch(/^Report #\d+$/);
     await expect.poll(() => hits('/alert').map((r) => JSON.parse(r.body).event_type)).toEqual(['custom_alert_triggered']);

@@ -220,7 +220,7 @@ describe(`event subscriptions on ${dialectUnderTest}`, () => {
     expect(res.body.results).toEqual([expect.objectContaining({ event_type: 'delivery.exhausted', type: 'webhook', ok: true, status: 200 })]);
     expect(hooks.received.some((x) => x.body === '{"t": "delivery.exhausted", "test": true}')).toBe(true);
     // Its deliveries, listed by the owner prefix "{id}/" (the owner id also names the channel and event), and no other subscription's.
-    const other = (await api('/api/v1/subscriptions', 'POST', { name: 'another', event_types: ['delivery.exhausted'], channels: [{ type: 'webhook', connection_id: hook.id }] })).body;
+    const other = (await api('/api/v1/subscriptions', 'POST', { name: 'another', event_types: ['delivery.exhausted'], channels: [{ type: 'webhook', connection_id: hook.id, payload_template: '{"another": true}' }] })).body;
     await api(`/api/v1/subscriptions/${other.id}/test`, 'POST');
     const mine = (await api(`/api/v1/deliveries?owner_kind=subscription-test&owner_id=${sub.id}/`)).body.results as { id: number; owner: { id: string } }[];
     expect(mine).toEqual([expect.objectContaining({ id: res.body.results[0].delivery_id, owner: { kind: 'subscription-test', id: `${sub.id}/0/delivery.exhausted` } })]);
