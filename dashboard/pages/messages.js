@@ -170,6 +170,7 @@ function MessageItem({ id }) {
         <dt>Delivery</dt><dd><a href=${href('deliveries', [r.delivery_id])}>#${r.delivery_id}</a></dd>
       </dl>`}
     />
+    <p><a href=${href('deliveries', [], { owner_kind: 'message-test', owner_id: m.id })}>Every test delivery of this message</a></p>
     <${Runs} id=${m.id} />
     <${Recipients} id=${m.id} />
   </section>`;
