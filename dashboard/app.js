@@ -5,22 +5,30 @@ import { useEffect, useState } from 'preact/hooks';
 import { session, whenUnauthorized } from './lib/api.js';
 import { html } from './lib/html.js';
 import { useRoute } from './lib/router.js';
+import { Alerts } from './pages/alerts.js';
 import { Cohorts } from './pages/cohorts.js';
 import { Connections } from './pages/connections.js';
 import { Events } from './pages/events.js';
+import { Messages } from './pages/messages.js';
 import { Overview } from './pages/overview.js';
 import { Profiles } from './pages/profiles.js';
+import { Reports } from './pages/reports.js';
 import { SignIn } from './pages/sign-in.js';
+import { Subscriptions } from './pages/subscriptions.js';
 import { Syncs } from './pages/syncs.js';
 
 /** The pages in the menu's order: route → [menu label, component]. A component gets the route's parts and query. */
 const PAGES = {
   overview: ['Overview', Overview],
   connections: ['Connections', Connections],
-  events: ['Events', Events],
-  profiles: ['Profiles', Profiles],
   cohorts: ['Cohorts', Cohorts],
   syncs: ['Cohort syncs', Syncs],
+  messages: ['Messages', Messages],
+  subscriptions: ['Subscriptions', Subscriptions],
+  reports: ['Reports', Reports],
+  alerts: ['Alerts', Alerts],
+  events: ['Events', Events],
+  profiles: ['Profiles', Profiles],
 };
 
 function App() {

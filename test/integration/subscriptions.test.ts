@@ -219,6 +219,12 @@ describe(`event subscriptions on ${dialectUnderTest}`, () => {
     expect(res.status).toBe(200);
     expect(res.body.results).toEqual([expect.objectContaining({ event_type: 'delivery.exhausted', type: 'webhook', ok: true, status: 200 })]);
     expect(hooks.received.some((x) => x.body === '{"t": "delivery.exhausted", "test": true}')).toBe(true);
+    // Its deliveries, listed by the owner prefix "{id}/" (the owner id also names the channel and event), and no other subscription's.
+    const other = (await api('/api/v1/subscriptions', 'POST', { name: 'another', event_types: ['delivery.exhausted'], channels: [{ type: 'webhook', connection_id: hook.id, payload_template: '{"another": true}' }] })).body;
+    await api(`/api/v1/subscriptions/${other.id}/test`, 'POST');
+    const mine = (await api(`/api/v1/deliveries?owner_kind=subscription-test&owner_id=${sub.id}/`)).body.results as { id: number; owner: { id: string } }[];
+    expect(mine).toEqual([expect.objectContaining({ id: res.body.results[0].delivery_id, owner: { kind: 'subscription-test', id: `${sub.id}/0/delivery.exhausted` } })]);
+    expect((await api(`/api/v1/deliveries?owner_kind=subscription-test&owner_id=${sub.id}`)).body.results).toEqual([]);
     const types = (await api('/api/v1/event-types')).body.results as { type: string; sample: Envelope }[];
     expect(types.map((t) => t.type)).toEqual(expect.arrayContaining(['profile.created', 'cohort.member_entered', 'event.ingested', 'cohort_sync.paused', 'connection.disabled', 'delivery.exhausted']));
     expect(types.find((t) => t.type === 'cohort.member_entered')!.sample.data).toHaveProperty('cohort');
