@@ -111,7 +111,7 @@ export function RecentDeliveries({ kinds, ownerId }) {
     <${LoadState} state=${state} />
     ${state.data && latest.length === 0 && html`<p class="muted">None yet.</p>`}
     ${latest.length > 0 &&
-    html`<div class="table-wrap all-columns"><table>
+    html`<div class="table-wrap"><table>
       <thead><tr><th>Delivery</th><th>Channel</th><th>State</th><th>Last answer</th><th>Created</th></tr></thead>
       <tbody>${latest.map(
         (d) => html`<tr>

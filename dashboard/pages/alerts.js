@@ -75,7 +75,7 @@ function AlertList({ query }) {
     <${LoadState} state=${list} />
     ${list.data?.results.length === 0 && html`<p class="muted">No alerts yet.</p>`}
     ${list.data?.results.length > 0 &&
-    html`<div class="table-wrap all-columns"><table>
+    html`<div class="table-wrap"><table>
       <thead><tr><th>Name</th><th>Condition</th><th>State</th><th>Last fired</th></tr></thead>
       <tbody>${list.data.results.map(
         (a) => html`<tr>
@@ -98,7 +98,7 @@ function History({ list }) {
     <${LoadState} state=${list} />
     ${list.data?.results.length === 0 && html`<p class="muted">Not checked yet: each bucket of the report is checked once it has closed.</p>`}
     ${list.data?.results.length > 0 &&
-    html`<div class="table-wrap all-columns"><table>
+    html`<div class="table-wrap"><table>
       <thead><tr><th>Checked</th><th>Bucket</th><th>Segment</th><th>Value</th><th>Compared with</th><th>Crossed</th><th>Notified</th><th>Note</th></tr></thead>
       <tbody>${list.data.results.map(
         (c) => html`<tr>

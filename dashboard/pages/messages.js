@@ -63,7 +63,7 @@ function MessageList() {
     <${LoadState} state=${list} />
     ${list.data?.results.length === 0 && html`<p class="muted">No messages yet.</p>`}
     ${list.data?.results.length > 0 &&
-    html`<div class="table-wrap all-columns"><table>
+    html`<div class="table-wrap"><table>
       <thead><tr><th>Name</th><th>Schedule</th><th>Target</th><th>State</th></tr></thead>
       <tbody>${list.data.results.map(
         (m) => html`<tr>
@@ -85,7 +85,7 @@ function Runs({ id }) {
     <${LoadState} state=${list} />
     ${list.data?.results.length === 0 && html`<p class="muted">No runs yet.</p>`}
     ${list.data?.results.length > 0 &&
-    html`<div class="table-wrap all-columns"><table>
+    html`<div class="table-wrap"><table>
       <thead><tr><th>Run</th><th>Started</th><th>Users</th><th>Sent</th><th>Failed</th><th>Dropped</th><th>Outstanding</th><th>Finished</th></tr></thead>
       <tbody>${list.data.results.map(
         (r) => html`<tr>
@@ -115,7 +115,7 @@ function Recipients({ id }) {
     <${LoadState} state=${list} />
     ${list.data?.results.length === 0 && html`<p class="muted">Nobody yet.</p>`}
     ${list.data?.results.length > 0 &&
-    html`<div class="table-wrap all-columns"><table>
+    html`<div class="table-wrap"><table>
       <thead><tr><th>Distinct id</th><th>State</th><th>Sends</th><th>Last sent</th><th>Delivery</th><th>Why not sent</th></tr></thead>
       <tbody>${list.data.results.map(
         (r) => html`<tr>

@@ -62,7 +62,7 @@ function ReportList() {
     <${LoadState} state=${list} />
     ${list.data?.results.length === 0 && html`<p class="muted">No reports yet.</p>`}
     ${list.data?.results.length > 0 &&
-    html`<div class="table-wrap all-columns"><table>
+    html`<div class="table-wrap"><table>
       <thead><tr><th>Name</th><th>Type</th><th>Interval</th><th>Changed</th></tr></thead>
       <tbody>${list.data.results.map(
         (r) => html`<tr>

@@ -72,7 +72,7 @@ function SubscriptionList() {
     <${LoadState} state=${list} />
     ${list.data?.results.length === 0 && html`<p class="muted">No subscriptions yet.</p>`}
     ${list.data?.results.length > 0 &&
-    html`<div class="table-wrap all-columns"><table>
+    html`<div class="table-wrap"><table>
       <thead><tr><th>Name</th><th>Event types</th><th>Channels</th><th>State</th></tr></thead>
       <tbody>${list.data.results.map(
         (s) => html`<tr>
