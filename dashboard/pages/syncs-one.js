@@ -7,13 +7,10 @@ import { useAction, useLoad, usePaged } from '../lib/hooks.js';
 import { href } from '../lib/router.js';
 import { Badge, LoadState, Outcome, Pager, Time } from '../lib/ui.js';
 
-/** A run's page deliveries are owned by `cohort-sync` with owner id `RUN:PAGE` (src/cohort-sync/pages.ts): links to the first few. */
-const PAGE_LINKS = 5;
-
+/** A run's page deliveries are owned by `cohort-sync` with owner id `RUN:PAGE` (src/cohort-sync/pages.ts); "RUN:" lists them all. */
 function RunDeliveries({ run }) {
-  const pages = Array.from({ length: Math.min(run.total_pages, PAGE_LINKS) }, (_, i) => i + 1);
-  if (pages.length === 0) return html`<span class="muted">—</span>`;
-  return html`${pages.map((p, i) => html`${i > 0 && ' '}<a href=${href('deliveries', [], { owner_kind: 'cohort-sync', owner_id: `${run.id}:${p}` })} aria-label=${`Deliveries of run ${run.id}, page ${p}`}>p${p}</a>`)}${run.total_pages > PAGE_LINKS ? ' …' : ''}`;
+  if (run.total_pages === 0) return html`<span class="muted">—</span>`;
+  return html`<a href=${href('deliveries', [], { owner_kind: 'cohort-sync', owner_id: `${run.id}:` })} aria-label=${`Deliveries of run ${run.id}`}>${run.total_pages} page${run.total_pages === 1 ? '' : 's'}</a>`;
 }
 
 function Runs({ runs }) {

@@ -11,7 +11,7 @@ export interface DeliveryQuery {
   channel?: string;
   state?: DeliveryState;
   ownerKind?: string;
-  /** One owner; ending in "/", every owner id under it (a subscription's "12/", an alert's "4/"). */
+  /** One owner; ending in "/" or ":", every owner id under it (a subscription's "12/", an alert's "4/", a sync run's "7:"). */
   ownerId?: string;
   eventId?: string;
   /** Continue with ids below this one. */
@@ -25,7 +25,7 @@ export async function listDeliveries(store: Store, projectId: number, q: Deliver
   if (q.channel !== undefined) query = query.where('channel', '=', q.channel);
   if (q.state !== undefined) query = query.where('state', '=', q.state);
   if (q.ownerKind !== undefined) query = query.where('owner_kind', '=', q.ownerKind);
-  if (q.ownerId?.endsWith('/')) query = query.where(sql<string>`substr(owner_id, 1, ${sql.lit([...q.ownerId].length)})`, '=', q.ownerId);
+  if (q.ownerId !== undefined && /[/:]$/.test(q.ownerId)) query = query.where(sql<string>`substr(owner_id, 1, ${sql.lit([...q.ownerId].length)})`, '=', q.ownerId);
   else if (q.ownerId !== undefined) query = query.where('owner_id', '=', q.ownerId);
   if (q.eventId !== undefined) query = query.where('event_id', '=', q.eventId);
   if (q.before !== undefined) query = query.where('id', '<', q.before);

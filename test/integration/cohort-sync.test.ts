@@ -188,6 +188,9 @@ describe('cohort sync to a custom webhook', () => {
       expect(d.attempts).toBeLessThanOrEqual(6);
       expect(seen.filter((x) => x.webhookId === d.webhook_id)).toHaveLength(d.attempts);
     }
+    // "RUN:" (an owner id ending in ":") lists the run's page deliveries together.
+    const ofRun = await api<{ results: PageDelivery[] }>(`/api/v1/deliveries?owner_kind=cohort-sync&owner_id=${failed.id}:`);
+    expect(ofRun.body.results.map((d) => d.id).sort()).toEqual(ended.map((d) => d.id).sort());
     expect((await api(`/api/v1/cohort-syncs/${syncId}`)).body.state).toBe('active');
     // The pages as they went out, to compare the resumed run's with, byte for byte.
     const sentBefore = new Map(seen.map((x) => [x.webhookId, x.body]));

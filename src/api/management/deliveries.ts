@@ -84,7 +84,7 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
             channel: { type: 'string', maxLength: 64 },
             state: { type: 'string', enum: ['pending', 'succeeded', 'failed', 'cancelled'] },
             owner_kind: { type: 'string' },
-            owner_id: { type: 'string', description: 'With owner_kind: one owner, or, ending in "/", every owner under it: a subscription\'s deliveries are owner_kind=subscription (its tests subscription-test) and owner_id={id}/, an alert\'s alert and {id}/' },
+            owner_id: { type: 'string', description: 'With owner_kind: one owner, or, ending in "/" or ":", every owner under it: a subscription\'s deliveries are owner_kind=subscription (its tests subscription-test) and owner_id={id}/, an alert\'s alert and {id}/, a sync run\'s pages cohort-sync and {run}:' },
             event_id: { type: 'string', maxLength: 64 },
           },
           additionalProperties: false,
