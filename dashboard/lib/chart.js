@@ -38,6 +38,8 @@ export function Chart({ title, times, series, height = 160, threshold, marks = [
         width,
         height,
         series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke ?? '#0b57d0', width: 2 }))],
+        // One point (or none) would stretch the time axis over years: keep a minute either side.
+        scales: { x: { time: true, range: (_u, min, max) => (min === max || min === null ? [(min ?? Date.now() / 1000) - 60, (max ?? Date.now() / 1000) + 60] : [min, max]) } },
         axes: [{}, { size: 50 }],
         legend: { show: series.length > 1 },
         hooks: { draw: [lines] },
