@@ -11,6 +11,7 @@ import { messages } from './migrations/008_messages.js';
 import { reportsAlerts } from './migrations/009_reports_alerts.js';
 import { retention } from './migrations/010_retention.js';
 import { deliveryQueue } from './migrations/011_delivery_queue.js';
+import { deliveriesByTime } from './migrations/012_deliveries_by_time.js';
 
 /**
  * Ordered by name; never edit a migration that has shipped, add the next one. A migration imports
@@ -28,6 +29,7 @@ const MIGRATIONS: [string, (dialect: Store['dialect']) => Migration][] = [
   ['009_reports_alerts', reportsAlerts],
   ['010_retention', retention],
   ['011_delivery_queue', deliveryQueue],
+  ['012_deliveries_by_time', deliveriesByTime],
 ];
 
 /** Every migration's name, in order: what a fully migrated database has recorded. */

@@ -5,6 +5,7 @@ import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
 import { errorSchema } from '../errors.js';
 import { idParams, isIdCursor, pageLimit } from './paging.js';
 import { timeParam } from './time-param.js';
+import { connectionHealthRoute } from './connection-health.js';
 
 const headerName = { type: 'string', minLength: 1, maxLength: 256 } as const;
 const connectionFields = {
@@ -56,7 +57,6 @@ const connectionSchema = {
 
 const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: errorSchema } as const;
 const tags = ['Connections'];
-
 
 export async function connectionRoutes(app: FastifyInstance, opts: { admin: ConnectionAdmin; defaultPageSize: number; maxPageSize: number }) {
   const { admin } = opts;
@@ -211,4 +211,6 @@ export async function connectionRoutes(app: FastifyInstance, opts: { admin: Conn
       return { requeued };
     },
   );
+
+  connectionHealthRoute(app, admin);
 }

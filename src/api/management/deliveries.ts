@@ -7,6 +7,7 @@ import { decodeCursor, encodeCursor, pageSchema } from '../cursor.js';
 import { ApiError, errorSchema } from '../errors.js';
 import { idParams, isIdCursor, pageLimit } from './paging.js';
 import { iso } from '../../iso-time.js';
+import { timeParam } from './time-param.js';
 
 
 const deliveryFields = {
@@ -86,6 +87,8 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
             owner_kind: { type: 'string' },
             owner_id: { type: 'string', description: 'With owner_kind: one owner, or, ending in "/" or ":", every owner under it: a subscription\'s deliveries are owner_kind=subscription (its tests subscription-test) and owner_id={id}/, an alert\'s alert and {id}/, a sync run\'s pages cohort-sync and {run}:' },
             event_id: { type: 'string', maxLength: 64 },
+            since: { type: 'string', description: 'Made at or after; epoch s, epoch ms or ISO 8601' },
+            until: { type: 'string', description: 'Made before; epoch s, epoch ms or ISO 8601' },
           },
           additionalProperties: false,
         },
@@ -97,7 +100,7 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
       },
     },
     async (request) => {
-      const q = request.query as { limit?: number; cursor?: string; connection_id?: number; channel?: string; state?: DeliveryRow['state']; owner_kind?: string; owner_id?: string; event_id?: string };
+      const q = request.query as { limit?: number; cursor?: string; connection_id?: number; channel?: string; state?: DeliveryRow['state']; owner_kind?: string; owner_id?: string; event_id?: string; since?: string; until?: string };
       if (q.owner_id !== undefined && q.owner_kind === undefined) throw new ApiError(400, 'invalid_filter', 'owner_id needs owner_kind');
       const limit = pageLimit(q.limit, opts);
       const before = q.cursor === undefined ? undefined : decodeCursor(q.cursor, isIdCursor);
@@ -108,6 +111,8 @@ export async function deliveryRoutes(app: FastifyInstance, opts: { store: Store;
         ownerKind: q.owner_kind,
         ownerId: q.owner_id,
         eventId: q.event_id,
+        since: timeParam('since', q.since),
+        until: timeParam('until', q.until),
         before,
         limit: limit + 1,
       });
