@@ -8,6 +8,7 @@ import { useRoute } from './lib/router.js';
 import { Alerts } from './pages/alerts.js';
 import { Cohorts } from './pages/cohorts.js';
 import { Connections } from './pages/connections.js';
+import { Deliveries } from './pages/deliveries.js';
 import { Events } from './pages/events.js';
 import { Messages } from './pages/messages.js';
 import { Overview } from './pages/overview.js';
@@ -21,6 +22,7 @@ import { Syncs } from './pages/syncs.js';
 const PAGES = {
   overview: ['Overview', Overview],
   connections: ['Connections', Connections],
+  deliveries: ['Deliveries', Deliveries],
   cohorts: ['Cohorts', Cohorts],
   syncs: ['Cohort syncs', Syncs],
   messages: ['Messages', Messages],

@@ -2,16 +2,11 @@ import { useState } from 'preact/hooks';
 import { api } from '../lib/api.js';
 import { html } from '../lib/html.js';
 import { useAction, usePaged } from '../lib/hooks.js';
+import { href } from '../lib/router.js';
 import { Badge, Field, LoadState, Pager } from '../lib/ui.js';
-
-/** A secret shown the one time it exists in the clear (create, rotate), with a copy button. */
-export function OnceSecret({ what, secret }) {
-  return html`<div class="notice" role="status">
-    <p>${what} Its signing secret is shown this once: keep it where your receiver can read it.</p>
-    <p class="secret" data-testid="signing-secret">${secret}</p>
-    <button type="button" onClick=${() => navigator.clipboard?.writeText(secret)}>Copy</button>
-  </div>`;
-}
+import { ConnectionPage } from './connection.js';
+import { testReply } from './connection-actions.js';
+import { OnceSecret } from './once-secret.js';
 
 function NewConnection({ onCreated }) {
   const [name, setName] = useState('');
@@ -33,14 +28,19 @@ function NewConnection({ onCreated }) {
     ${state.result && html`<${OnceSecret} what=${`Connection “${state.result.name}” created.`} secret=${state.result.signing_secret} />`}`;
 }
 
-export function Connections() {
+export function Connections({ parts, query }) {
+  if (parts[0]) return html`<${ConnectionPage} key=${parts[0]} id=${parts[0]} query=${query} />`;
+  return html`<${ConnectionList} />`;
+}
+
+function ConnectionList() {
   const list = usePaged('/connections');
   const [tests, setTests] = useState({});
   const test = async (id) => {
     setTests((t) => ({ ...t, [id]: 'Sending a test…' }));
     try {
-      const r = await api(`/connections/${id}/test`, { method: 'POST' });
-      setTests((t) => ({ ...t, [id]: r.ok ? `Delivered: HTTP ${r.status} in ${r.duration_ms} ms` : `Not delivered: ${r.status ? `HTTP ${r.status}` : ''} ${r.error ?? ''}`.trim() }));
+      const reply = await api(`/connections/${id}/test`, { method: 'POST' });
+      setTests((t) => ({ ...t, [id]: testReply(reply) }));
     } catch (err) {
       setTests((t) => ({ ...t, [id]: err.message }));
     }
@@ -50,19 +50,19 @@ export function Connections() {
     <${NewConnection} onCreated=${list.reload} />
     <${LoadState} state=${list} />
     ${list.data &&
-    html`<table>
+    html`<div class="table-wrap"><table>
       <thead><tr><th>Name</th><th>URL</th><th>State</th><th>Test</th></tr></thead>
       <tbody>
         ${list.data.results.map(
           (c) => html`<tr>
-            <td>${c.name}</td>
+            <td><a href=${href('connections', [c.id])}>${c.name}</a></td>
             <td class="url">${c.url}</td>
             <td><${Badge} value=${c.state} /></td>
             <td><button type="button" onClick=${() => test(c.id)} aria-label=${`Test ${c.name}`}>Test</button> <span role="status">${tests[c.id] ?? ''}</span></td>
           </tr>`,
         )}
       </tbody>
-    </table>`}
+    </table></div>`}
     <${Pager} list=${list} label="Connection pages" />
   </section>`;
 }
