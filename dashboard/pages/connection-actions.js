@@ -28,8 +28,9 @@ export function EnableConnection({ connection, onChanged }) {
     onChanged();
     return updated;
   });
+  // Mounted whatever the state, so the confirmation stays once the connection is active again.
   return html`<div class="actions">
-    <button class="primary" type="button" onClick=${() => enable()} disabled=${state.busy}>Enable again</button>
+    ${connection.state === 'disabled' && html`<button class="primary" type="button" onClick=${() => enable()} disabled=${state.busy}>Enable again</button>`}
     <${Outcome} state=${state} done="Enabled: its waiting deliveries go again." />
   </div>`;
 }

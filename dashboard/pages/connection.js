@@ -67,7 +67,7 @@ export function ConnectionPage({ id, query }) {
     <${LoadState} state=${state} />
     ${c &&
     html`<${Settings} c=${c} />
-      ${c.state === 'disabled' && html`<${EnableConnection} connection=${c} onChanged=${reload} />`}
+      <${EnableConnection} connection=${c} onChanged=${reload} />
       <p class="actions">
         <a href=${href('deliveries', [], { connection_id: c.id })}>Its deliveries</a>
         <a href=${href('deliveries', [], { connection_id: c.id, state: 'failed' })}>Its failed deliveries</a>

@@ -1,5 +1,6 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RETENTION_KIND } from '../../src/retention/pruner.js';
 import { HAVE_CHROMIUM, launchBrowser, openDashboard } from '../helpers/browser.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
 import { startTestService, type TestService } from '../helpers/service.js';
@@ -10,7 +11,8 @@ import { waitFor } from '../helpers/wait.js';
  * database under test: a connection edited (the API's refusal shown at the form), its secret
  * rotated (shown once), deliveries that fail for real found in the list filtered by state, their
  * attempts with the receiver's answers, one retried and one recovered once the receiver is back,
- * and the connection's health counting it all. No page logs an error.
+ * and the connection's health counting it all; then a connection a 410 disabled enabled again, and
+ * a delivery whose body retention removed refused a retry in the API's words. No page logs an error.
  */
 let svc: TestService;
 let receiver: Receiver;
@@ -134,5 +136,45 @@ describe.skipIf(!HAVE_CHROMIUM)('connections and deliveries in a browser', () =>
     expect(await page.locator('section[aria-labelledby="health-h"] tbody tr').count()).toBe(6);
     expect(consoleErrors).toEqual([]);
     await page.close();
+  });
+
+  it('enables a connection a 410 disabled, and shows why a delivery without its body cannot go again', async () => {
+    // A service of its own: its retention removes the body of a finished delivery at once.
+    const gone = await startReceiver(() => ({ status: 410, body: 'gone' }));
+    const own = await startTestService((config) => {
+      config.delivery.allowHttp = true;
+      config.delivery.allowedNetworks = ['127.0.0.0/8'];
+      config.delivery.pollIntervalMs = 20;
+      config.retention.bodiesMs = 1;
+    });
+    try {
+      const c = (await own.json<{ id: number }>('/api/v1/connections', 'POST', { name: 'Gone', url: gone.url })).body.id;
+      const [d] = await own.service.delivery.outbox.enqueue(own.service.store.db, [{ projectId: own.project.id, connectionId: c, ownerKind: 'test', ownerId: 1, policy: 'standard', contentType: 'application/json', body: '{}' }]);
+      own.service.delivery.dispatcher.wake(true);
+      await waitFor('the 410 to disable the connection', async () => ((await own.json<{ state: string }>(`/api/v1/connections/${c}`)).body.state === 'disabled' ? true : undefined));
+      await own.service.scheduler.runNow(RETENTION_KIND, '');
+      await waitFor('retention to remove the body', async () => ((await own.json<{ body_pruned_at: string | null }>(`/api/v1/deliveries/${d!.id}`)).body.body_pruned_at ?? undefined));
+
+      const { page, consoleErrors } = await openDashboard(browser, own.url, { secret: own.project.secret, expectedStatuses: [409] });
+      page.setDefaultTimeout(10_000);
+      await page.goto(`${own.url}/#/deliveries/${d!.id}`);
+      await page.getByText('Retention removed its body on').waitFor();
+      await page.getByRole('button', { name: 'Retry' }).click();
+      const refusal = await page.locator('.actions .error').textContent();
+      expect(refusal).toMatch(/cannot be sent again: retention removed its body/);
+      expect(refusal).toBe((await own.json(`/api/v1/deliveries/${d!.id}/retry`, 'POST')).body.error.message);
+
+      await page.getByRole('link', { name: `#${c}` }).click();
+      await page.getByText(/disabled.*since.*410/).waitFor();
+      await page.getByRole('button', { name: 'Enable again' }).click();
+      await page.getByText('Enabled: its waiting deliveries go again.').waitFor();
+      await page.locator('dl.facts .badge', { hasText: 'active' }).waitFor();
+      expect((await own.json<{ state: string }>(`/api/v1/connections/${c}`)).body.state).toBe('active');
+      expect(consoleErrors).toEqual([]);
+      await page.close();
+    } finally {
+      await own.close();
+      await gone.close();
+    }
   });
 });
