@@ -62,7 +62,7 @@ function DeliveryList({ query }) {
                 <td>${d.connection_id === null ? html`<span class="muted">${d.channel}</span>` : html`<a href=${href('connections', [d.connection_id])}>${name(d.connection_id)}</a>`}</td>
                 <td>${d.owner.kind} ${d.owner.id}</td>
                 <td>${d.attempts}</td>
-                <td>${answer(d.channel, d.last_status)} ${d.last_error ?? ''}</td>
+                <td>${d.last_error ?? answer(d.channel, d.last_status)}</td>
               </tr>`,
             )}
           </tbody>
