@@ -99,6 +99,13 @@ describe.skipIf(!HAVE_CHROMIUM)('connections and deliveries in a browser', () =>
     await rows.first().waitFor();
     expect(await rows.count()).toBe(2);
     expect(await rows.first().textContent()).toContain('HTTP 500');
+    // A time filter goes into the URL as an instant, and the API applies it.
+    await page.getByLabel('Made from').fill('2099-06-15T12:00');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await page.waitForURL(/#\/deliveries\?state=failed&since=2099-06-15T\d\d%3A\d\d%3A00\.000Z$/);
+    await page.getByText('No delivery matches.').waitFor();
+    await page.goBack();
+    await rows.first().waitFor();
 
     // One delivery: its body and three attempts, each with the receiver's status and reply.
     await page.getByRole('link', { name: `#${made[0]!.id}`, exact: true }).click();
