@@ -135,6 +135,15 @@ describe('GET /connections/{id}/health', () => {
     expect(read.attempts).toHaveLength(2);
   });
 
+  it('says when the window holds more deliveries than it read', async () => {
+    const c = await connection('/200');
+    await enqueue(c, Date.now(), 1001, 'once', Date.now() + 3_600_000);
+    expect((await svc.json(`/api/v1/connections/${c}/health`)).body).toMatchObject({ deliveries_read: 1000, sampled: true, attempts: 0 });
+    // The same deliveries, made before the window: nothing in it was left out.
+    await svc.service.store.db.updateTable('deliveries').set({ created_at: Date.now() - 2 * 86_400_000 }).where('connection_id', '=', c).execute();
+    expect((await svc.json(`/api/v1/connections/${c}/health`)).body).toMatchObject({ deliveries_read: 1000, sampled: false });
+  });
+
   it('refuses a window it does not read and a connection of another project', async () => {
     const c = await connection();
     for (const window of ['31d', '24', 'week', '0h']) expect((await svc.json(`/api/v1/connections/${c}/health?window=${window}`)).status).toBe(400);
