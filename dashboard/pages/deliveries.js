@@ -9,8 +9,10 @@ import { href, navigate } from '../lib/router.js';
 import { Badge, Field, LoadState, Pager, Select, Time } from '../lib/ui.js';
 import { DeliveryPage, answer } from './delivery.js';
 
-const FILTERS = ['connection_id', 'state', 'owner_kind', 'owner_id', 'since', 'until'];
-const STATES = [['', 'any'], ['pending', 'pending'], ['succeeded', 'succeeded'], ['failed', 'failed'], ['cancelled', 'cancelled']];
+const FILTERS = ['connection_id', 'channel', 'state', 'owner_kind', 'owner_id', 'event_id', 'since', 'until'];
+const any = (values) => [['', 'any'], ...values.map((v) => [v, v])];
+const STATES = any(['pending', 'succeeded', 'failed', 'cancelled']);
+const CHANNELS = any(['webhook', 'email', 'slack', 'sms']);
 
 /** The connections' names, for the filter and the list (a project has few connections). */
 function useConnections() {
@@ -26,9 +28,11 @@ function Filters({ query, connections }) {
   const apply = () => navigate('deliveries', [], { ...Object.fromEntries(FILTERS.map((k) => [k, f[k]])), since: fromLocalInput(f.since), until: fromLocalInput(f.until) });
   return html`<form class="filters" aria-label="Filters" onSubmit=${(e) => (e.preventDefault(), apply())}>
     <${Select} id="f-connection" label="Connection" value=${f.connection_id ?? ''} onChange=${set('connection_id')} options=${options} />
+    <${Select} id="f-channel" label="Channel" value=${f.channel ?? ''} onChange=${set('channel')} options=${CHANNELS} />
     <${Select} id="f-state" label="State" value=${f.state ?? ''} onChange=${set('state')} options=${STATES} />
     <${Field} id="f-owner-kind" label="Owner kind" placeholder="cohort-sync" value=${f.owner_kind ?? ''} onInput=${set('owner_kind')} />
-    <${Field} id="f-owner-id" label="Owner id" value=${f.owner_id ?? ''} onInput=${set('owner_id')} />
+    <${Field} id="f-owner-id" label="Owner id" hint="Ending in / or : takes every owner under it." value=${f.owner_id ?? ''} onInput=${set('owner_id')} />
+    <${Field} id="f-event" label="Event id" placeholder="evt_…" value=${f.event_id ?? ''} onInput=${set('event_id')} />
     <${Field} id="f-since" label="Made from" type="datetime-local" value=${f.since} onInput=${set('since')} />
     <${Field} id="f-until" label="Made before" type="datetime-local" value=${f.until} onInput=${set('until')} />
     <div class="actions field">
