@@ -36,7 +36,7 @@ export function EnableConnection({ connection, onChanged }) {
 }
 
 const GRACES = [
-  ['', "the service's default (24 h unless configured)"],
+  ['', 'as configured (default 24 h)'],
   ['3600000', '1 hour'],
   ['604800000', '7 days'],
   ['0', 'no time: the old secret stops now'],

@@ -1,24 +1,18 @@
 // Deliveries, newest first, filtered by what the URL's query says (#/deliveries?state=failed&connection_id=3),
 // so other pages can link to a filtered list.
 import { useState } from 'preact/hooks';
-import { api } from '../lib/api.js';
 import { html } from '../lib/html.js';
-import { useLoad, usePaged } from '../lib/hooks.js';
+import { usePaged } from '../lib/hooks.js';
 import { fromLocalInput, toLocalInput } from '../lib/local-time.js';
 import { href, navigate } from '../lib/router.js';
 import { Badge, Field, LoadState, Pager, Select, Time } from '../lib/ui.js';
+import { connectionLink, useConnections } from './connection-names.js';
 import { DeliveryPage, answer } from './delivery.js';
 
 const FILTERS = ['connection_id', 'channel', 'state', 'owner_kind', 'owner_id', 'event_id', 'since', 'until'];
 const any = (values) => [['', 'any'], ...values.map((v) => [v, v])];
 const STATES = any(['pending', 'succeeded', 'failed', 'cancelled']);
 const CHANNELS = any(['webhook', 'email', 'slack', 'sms']);
-
-/** The connections' names, for the filter and the list (a project has few connections). */
-function useConnections() {
-  const [state] = useLoad(() => api('/connections', { query: { limit: 1000 } }), []);
-  return state.data?.results ?? [];
-}
 
 function Filters({ query, connections }) {
   const [f, setF] = useState({ ...query, since: toLocalInput(query.since), until: toLocalInput(query.until) });
@@ -46,7 +40,6 @@ function DeliveryList({ query }) {
   const connections = useConnections();
   const filters = Object.fromEntries(FILTERS.filter((k) => query[k]).map((k) => [k, query[k]]));
   const list = usePaged('/deliveries', filters);
-  const name = (id) => connections.find((c) => c.id === id)?.name ?? `#${id}`;
   return html`<section>
     <h1>Deliveries</h1>
     <${Filters} key=${JSON.stringify(filters)} query=${filters} connections=${connections} />
@@ -63,7 +56,7 @@ function DeliveryList({ query }) {
                 <td><a href=${href('deliveries', [d.id])}>#${d.id}</a></td>
                 <td><${Time} at=${d.created_at} /></td>
                 <td><${Badge} value=${d.state} /></td>
-                <td>${d.connection_id === null ? html`<span class="muted">${d.channel}</span>` : html`<a href=${href('connections', [d.connection_id])}>${name(d.connection_id)}</a>`}</td>
+                <td>${d.connection_id === null ? html`<span class="muted">${d.channel}</span>` : connectionLink(connections, d.connection_id)}</td>
                 <td>${d.owner.kind} ${d.owner.id}</td>
                 <td>${d.attempts}</td>
                 <td>${d.last_error ?? answer(d.channel, d.last_status)}</td>

@@ -5,6 +5,7 @@ import { html } from '../lib/html.js';
 import { useAction, useLoad } from '../lib/hooks.js';
 import { href } from '../lib/router.js';
 import { Badge, Json, LoadState, Outcome, Time } from '../lib/ui.js';
+import { connectionLink, useConnections } from './connection-names.js';
 
 /** A reply's status code with what speaks it: HTTP, or SMTP for e-mail. */
 export const answer = (channel, status) => (status === null || status === undefined ? '' : `${channel === 'email' ? 'SMTP' : 'HTTP'} ${status}`);
@@ -19,10 +20,11 @@ function pretty(text) {
 }
 
 function Facts({ d }) {
+  const connections = useConnections();
   return html`<dl class="facts">
     <dt>State</dt><dd><${Badge} value=${d.state} /> ${d.outcome && d.outcome !== d.state ? d.outcome : ''}</dd>
     <dt>Channel</dt><dd>${d.channel}</dd>
-    ${d.connection_id !== null && html`<dt>Connection</dt><dd><a href=${href('connections', [d.connection_id])}>#${d.connection_id}</a></dd>`}
+    ${d.connection_id !== null && html`<dt>Connection</dt><dd>${connectionLink(connections, d.connection_id)}</dd>`}
     <dt>Owner</dt><dd><a href=${href('deliveries', [], { owner_kind: d.owner.kind, owner_id: d.owner.id })}>${d.owner.kind} ${d.owner.id}</a></dd>
     ${d.event_id && html`<dt>Event</dt><dd>${d.event_id}</dd>`}
     <dt>Retry policy</dt><dd>${d.policy}</dd>
@@ -56,12 +58,12 @@ function Attempt({ a, channel }) {
       ${a.reason && html`<dt>Why</dt><dd>${a.reason}</dd>`}
       ${a.error && a.error !== a.reason && html`<dt>Error</dt><dd>${a.error}</dd>`}
       <dt>Worker</dt><dd>${a.worker}</dd>
+      ${a.response_body !== null && html`<dt>Reply</dt><dd><${Json} label=${`Reply to attempt ${a.attempt}`} value=${a.response_body === '' ? '(empty)' : pretty(a.response_body)} /></dd>`}
     </dl>
     ${Object.keys(headers).length > 0 &&
     html`<details><summary>Reply headers</summary>
       <dl class="facts">${Object.entries(headers).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>
     </details>`}
-    ${a.response_body !== null && html`<${Json} label=${`Reply to attempt ${a.attempt}`} value=${a.response_body === '' ? '(empty)' : pretty(a.response_body)} />`}
   </article>`;
 }
 

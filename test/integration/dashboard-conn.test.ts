@@ -128,7 +128,7 @@ describe.skipIf(!HAVE_CHROMIUM)('connections and deliveries in a browser', () =>
     expect(await attempts.nth(3).locator('h3').textContent()).toMatch(/Attempt 4: HTTP 200/);
 
     // The other one, recovered from its connection's page by time window.
-    await page.getByRole('link', { name: `#${id}` }).click();
+    await page.getByRole('link', { name: 'CRM', exact: true }).click();
     await page.getByRole('heading', { name: 'Connection “CRM”' }).waitFor();
     await page.getByLabel('Failed from').fill('2020-01-01T00:00');
     await page.getByRole('button', { name: 'Recover', exact: true }).click();
@@ -171,7 +171,7 @@ describe.skipIf(!HAVE_CHROMIUM)('connections and deliveries in a browser', () =>
       expect(refusal).toMatch(/cannot be sent again: retention removed its body/);
       expect(refusal).toBe((await own.json(`/api/v1/deliveries/${d!.id}/retry`, 'POST')).body.error.message);
 
-      await page.getByRole('link', { name: `#${c}` }).click();
+      await page.getByRole('link', { name: 'Gone', exact: true }).click();
       await page.getByText(/disabled.*since.*410/).waitFor();
       await page.getByRole('button', { name: 'Enable again' }).click();
       await page.getByText('Enabled: its waiting deliveries go again.').waitFor();
