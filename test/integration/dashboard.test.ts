@@ -70,6 +70,8 @@ describe.skipIf(!HAVE_CHROMIUM)('the dashboard in a browser', () => {
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
     const eventsCard = page.locator('.card', { hasText: 'Events this hour' }).locator('.value');
     expect(await eventsCard.textContent()).toBe('0');
+    // uPlot draws each chart's canvas in an effect, just after the page renders.
+    await page.locator('.chart canvas').nth(2).waitFor();
     expect(await page.locator('.chart canvas').count()).toBe(3);
 
     // The overview refreshes itself: events tracked now appear without a reload.
