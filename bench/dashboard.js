@@ -4,8 +4,8 @@
 // over 30 days with their daily counts, and BENCH_DELIVERIES finished deliveries, written straight
 // into the service's schema by prepared statements (loading is not what is measured). The service
 // then runs in this process; a connection, a cohort (a quarter of the profiles), a sync to a local
-// receiver (its first run exported), a subscription, a report with an alert and a webhook message
-// are made through the API. Debian's Chromium (playwright-core) signs in and opens every page in
+// receiver (its first run exported), a subscription, a report with an alert and a paused webhook
+// message are made through the API. Debian's Chromium (playwright-core) signs in and opens every page in
 // turn, BENCH_RUNS times; a page's load is timed in the browser from the route change until every
 // request it made has answered and nothing says "Loading…". Beside it, in the same run, the raw
 // baseline: the same browser fetching GET /healthz (one round trip doing nothing).
@@ -131,6 +131,11 @@ await runMain(async () => {
   }
   log(`the sync's first run exported ${(PROFILES / 4).toLocaleString('en-US')} members in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   const lastDelivery = (await api('/deliveries?limit=1')).results[0];
+  const subscription = await api('/subscriptions', 'POST', { name: 'Disabled connections', event_types: ['connection.disabled'], channels: [{ type: 'webhook', connection_id: connection.id }] });
+  const report = await api('/reports', 'POST', { name: 'Purchases per day', type: 'insights', query: { event: 'Purchase', measure: { type: 'total' }, interval: 'day' } });
+  const alert = await api('/alerts', 'POST', { name: 'Purchase spike', report_id: report.id, condition: { type: 'above', value: 100_000 }, channels: [{ type: 'webhook', connection_id: connection.id }] });
+  // Paused: its first run would send the quarter of the profiles while pages are timed.
+  const message = await api('/messages', 'POST', { name: 'Welcome', cohort_id: cohort.id, connection_id: connection.id, schedule: { type: 'asap' }, enabled: false });
 
   const routes = [
     ['overview', '#/overview'],
@@ -144,8 +149,13 @@ await runMain(async () => {
     ['syncs', '#/syncs'],
     ['sync', `#/syncs/${sync.id}`],
     ['messages', '#/messages'],
-    ['alerts', '#/alerts'],
+    ['message', `#/messages/${message.id}`],
     ['subscriptions', '#/subscriptions'],
+    ['subscription', `#/subscriptions/${subscription.id}`],
+    ['reports', '#/reports'],
+    ['report (30 days)', `#/reports/${report.id}`],
+    ['alerts', '#/alerts'],
+    ['alert (series, checks)', `#/alerts/${alert.id}`],
     ['events', '#/events'],
     ['events, by name', '#/events?event=Purchase'],
     ['profiles', '#/profiles'],
