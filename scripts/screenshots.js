@@ -92,13 +92,15 @@ try {
     ['delivery', `#/deliveries/${firstDelivery.id}`],
     ['cohort', `#/cohorts/${pros.id}`],
     ['sync', `#/syncs/${sync.id}`],
-    ['alert', `#/alerts/${alert.id}`],
+    ['alert', `#/alerts/${alert.id}`, '.chart'],
     ['profile', '#/profiles/ada'],
   ];
-  for (const [name, hash] of shots) {
+  for (const [name, hash, focus] of shots) {
     await page.evaluate((h) => (location.hash = h), hash);
     await page.waitForLoadState('networkidle');
     await sleep(400);
+    // A page whose picture is further down (an alert's chart) is scrolled to it.
+    if (focus) await page.locator(focus).first().evaluate((el) => el.scrollIntoView({ block: 'center' }));
     await page.screenshot({ path: path.join(OUT, `${name}.png`) });
     console.log(`docs/screenshots/${name}.png`);
   }

@@ -122,6 +122,7 @@ function AlertItem({ id }) {
   const history = usePaged(`/alerts/${id}/history`, {}, { every: 5000 });
   const reportId = state.data?.report_id;
   const [result] = useLoad(() => (reportId ? api(`/reports/${reportId}/result`) : Promise.resolve(undefined)), [reportId]);
+  const [report] = useLoad(() => (reportId ? api(`/reports/${reportId}`) : Promise.resolve(undefined)), [reportId]);
   // A new check may have fired: read the alert again (last fired, quiet until).
   const latestCheck = history.data?.results[0]?.id;
   useEffect(() => void (latestCheck && reload()), [latestCheck]);
@@ -146,7 +147,7 @@ function AlertItem({ id }) {
     ${editing && html`<${AlertForm} initial=${a} save=${save} submitLabel="Save changes" />`}
     <h2>Settings</h2>
     <dl class="facts">
-      <dt>Report</dt><dd><a href=${href('reports', [a.report_id])}>#${a.report_id}</a></dd>
+      <dt>Report</dt><dd><a href=${href('reports', [a.report_id])}>${report.data?.name ?? `#${a.report_id}`}</a></dd>
       <dt>Condition</dt><dd>${describeCondition(a.condition)}</dd>
       <dt>Segment</dt><dd>${a.segment ?? '—'}</dd>
       <dt>Notifies at most</dt><dd>${a.frequency}</dd>
@@ -169,7 +170,7 @@ function AlertItem({ id }) {
     />
     <h2>The report</h2>
     <${LoadState} state=${result} />
-    ${result.data && html`<${ResultChart} result=${result.data} title=${`Report #${a.report_id}`} threshold=${a.condition.value} marks=${fired} />`}
+    ${result.data && html`<${ResultChart} result=${result.data} title=${report.data?.name ?? `Report #${a.report_id}`} threshold=${a.condition.value} marks=${fired} />`}
     <p class="hint">The dashed line is the threshold; the orange lines are the buckets that fired (on this page of the history).</p>
     <${History} list=${history} />
     <${RecentDeliveries} key=${tests} kinds=${['alert', 'alert-test']} ownerId=${`${a.id}/`} />

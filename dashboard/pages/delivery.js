@@ -10,8 +10,11 @@ import { connectionLink, useConnections } from './connection-names.js';
 /** A reply's status code with what speaks it: HTTP, or SMTP for e-mail. */
 export const answer = (channel, status) => (status === null || status === undefined ? '' : `${channel === 'email' ? 'SMTP' : 'HTTP'} ${status}`);
 
-/** A JSON body pretty-printed; anything else as it is. */
-function pretty(text) {
+/** A JSON body pretty-printed; a form body (Mixpanel's messages: `users=[…]`) decoded field by field; anything else as it is. */
+function pretty(text, contentType = '') {
+  if (contentType.startsWith('application/x-www-form-urlencoded')) {
+    return [...new URLSearchParams(text)].map(([key, value]) => `${key} =\n${pretty(value)}`).join('\n\n');
+  }
   try {
     return JSON.stringify(JSON.parse(text), null, 2);
   } catch {
@@ -83,7 +86,7 @@ export function DeliveryPage({ id }) {
       <h2>Body</h2>
       ${d.body === null
         ? html`<p class="notice">Retention removed its body on <${Time} at=${d.body_pruned_at} />: it can no longer be sent again. Its attempts are kept.</p>`
-        : html`<p class="muted">${d.content_type}</p><${Json} label="Body" value=${pretty(d.body)} />`}
+        : html`<p class="muted">${d.content_type}</p><${Json} label="Body" value=${pretty(d.body, d.content_type)} />`}
       ${Object.keys(d.headers ?? {}).length > 0 && html`<h2>Its own headers</h2><dl class="facts">${Object.entries(d.headers).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>`}
       <h2>Attempts</h2>
       ${d.attempts_log.length === 0 ? html`<p class="muted">None yet.</p>` : d.attempts_log.map((a) => html`<${Attempt} key=${a.attempt} a=${a} channel=${d.channel} />`)}`}

@@ -103,7 +103,8 @@ describe.skipIf(!HAVE_CHROMIUM)('subscriptions, reports, alerts and messages in 
     await page.reload();
     await page.locator('#recent-deliveries ~ div tbody td:first-child', { hasText: /^#\d+ alert$/ }).waitFor();
     await page.locator('figure.chart canvas').waitFor();
-    expect(await page.locator('figure.chart figcaption').textContent()).toMatch(/^Report #\d+$/);
+    // The chart is named for its report.
+    await page.locator('figure.chart figcaption', { hasText: /^Purchases per hour$/ }).waitFor();
     await expect.poll(() => hits('/alert').map((r) => JSON.parse(r.body).event_type)).toEqual(['custom_alert_triggered']);
     await page.getByRole('button', { name: 'Send a test' }).click();
     await page.getByText('Channel 1 (webhook): Delivered: HTTP 200').waitFor();
@@ -136,6 +137,14 @@ describe.skipIf(!HAVE_CHROMIUM)('subscriptions, reports, alerts and messages in 
     await page.reload();
     const recipients = page.locator('#recipients ~ div.table-wrap tbody tr');
     await expect.poll(() => recipients.evaluateAll((rows: HTMLTableRowElement[]) => rows.map((r) => `${r.cells[0]!.textContent} ${r.cells[1]!.textContent}`)), { timeout: 10_000 }).toEqual(['ada sent', 'bo sent', 'cy sent']);
+    // A recipient's batch: its form body shown decoded, the users' JSON laid out.
+    await recipients.first().locator('a[href^="#/deliveries/"]').click();
+    await page.getByRole('heading', { name: /^Delivery #\d+$/ }).waitFor();
+    const body = await page.getByLabel('Body', { exact: true }).textContent();
+    expect(body).toMatch(/^users =\n\[/);
+    expect(body).toContain('"$distinct_id": "ada"');
+    await page.goBack();
+    await page.getByRole('heading', { name: 'Pros' }).waitFor();
 
     // Paused from its page, then deleted after a confirmation.
     await page.getByRole('button', { name: 'Pause' }).click();
