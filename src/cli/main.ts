@@ -4,8 +4,9 @@ import { Command, InvalidArgumentError } from 'commander';
 import { CohortAdmin } from '../cohorts/cohort-admin.js';
 import { MessageAdmin, presentMessage, type MessageInput } from '../messages/admin.js';
 import { describeSchedule } from '../messages/schedule.js';
+import { importCommands } from './import-command.js';
 import { loadConfig, type ConfigOverrides } from '../config.js';
-import { createProject, listProjects } from '../projects/projects.js';
+import { createProject, listProjects, type Project } from '../projects/projects.js';
 import { startService, startWorker } from '../service.js';
 import { openStore, type Store } from '../store/database.js';
 import { migrateToLatest } from '../store/migrate.js';
@@ -117,13 +118,14 @@ function projectId(value: string): number {
 }
 
 /** The project named by --project, or the only one there is. */
-async function pickProject(store: Store, id: number | undefined): Promise<number> {
+async function pickProject(store: Store, id: number | undefined): Promise<Project> {
   const projects = await listProjects(store);
   if (id !== undefined) {
-    if (!projects.some((p) => p.id === id)) throw new Error(`no project ${id}; \`cohortcast project list\` shows them`);
-    return id;
+    const named = projects.find((p) => p.id === id);
+    if (!named) throw new Error(`no project ${id}; \`cohortcast project list\` shows them`);
+    return named;
   }
-  if (projects.length === 1) return projects[0]!.id;
+  if (projects.length === 1) return projects[0]!;
   throw new Error(projects.length === 0 ? 'no project yet: `cohortcast project create --name NAME` makes one' : `${projects.length} projects: say which with --project ID`);
 }
 
@@ -142,7 +144,7 @@ withStorage(
   const whole = typeof parsed === 'object' && parsed !== null && 'definition' in parsed;
   const input = whole ? (parsed as Record<string, unknown>) : { definition: parsed };
   const created = await withStore(flags, async (store) =>
-    new CohortAdmin(store).create(await pickProject(store, flags.project), {
+    new CohortAdmin(store).create((await pickProject(store, flags.project)).id, {
       ...input,
       ...(flags.name !== undefined ? { name: flags.name } : {}),
       ...(flags.description !== undefined ? { description: flags.description } : {}),
@@ -158,7 +160,7 @@ withStorage(
     .option('--project <id>', 'project id (may be left out when there is only one)', projectId)
     .option('--json', 'print JSON'),
 ).action(async (flags: StorageFlags & { project?: number; json?: boolean }) => {
-  const cohorts = await withStore(flags, async (store) => new CohortAdmin(store).list(await pickProject(store, flags.project), undefined, 10_000));
+  const cohorts = await withStore(flags, async (store) => new CohortAdmin(store).list((await pickProject(store, flags.project)).id, undefined, 10_000));
   if (flags.json) console.log(JSON.stringify(cohorts.map((c) => ({ id: c.id, name: c.name, description: c.description, definition: c.definition }))));
   else for (const c of cohorts) console.log(`${c.id}\t${c.name}`);
 });
@@ -173,7 +175,7 @@ withStorage(
     .option('--json', 'print the message as JSON'),
 ).action(async (flags: StorageFlags & { file: string; project?: number; json?: boolean }) => {
   const input = readJsonFile(flags.file);
-  const created = await withStore(flags, async (store) => presentMessage(store, await new MessageAdmin({ store }).create(await pickProject(store, flags.project), input as MessageInput)));
+  const created = await withStore(flags, async (store) => presentMessage(store, await new MessageAdmin({ store }).create((await pickProject(store, flags.project)).id, input as MessageInput)));
   if (flags.json) console.log(JSON.stringify(created));
   else console.log(`message ${created.id} "${created.name}" created (${describeSchedule(created.schedule)}); a running service picks it up within a second`);
 });
@@ -184,10 +186,12 @@ withStorage(
     .option('--project <id>', 'project id (may be left out when there is only one)', projectId)
     .option('--json', 'print JSON'),
 ).action(async (flags: StorageFlags & { project?: number; json?: boolean }) => {
-  const messages = await withStore(flags, async (store) => Promise.all((await new MessageAdmin({ store }).list(await pickProject(store, flags.project), undefined, 10_000)).map((m) => presentMessage(store, m))));
+  const messages = await withStore(flags, async (store) => Promise.all((await new MessageAdmin({ store }).list((await pickProject(store, flags.project)).id, undefined, 10_000)).map((m) => presentMessage(store, m))));
   if (flags.json) console.log(JSON.stringify(messages));
   else for (const m of messages) console.log(`${m.id}\t${m.name}\tcohort ${m.cohort_id}\tconnection ${m.connection_id}\t${describeSchedule(m.schedule)}${m.enabled ? '' : '\t(disabled)'}`);
 });
+
+importCommands(program, withStorage, withStore, pickProject, projectId);
 
 function readJsonFile(file: string): unknown {
   const text = fs.readFileSync(file === '-' ? 0 : file, 'utf8');

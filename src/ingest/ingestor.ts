@@ -13,6 +13,8 @@ export type Endpoint = 'track' | 'import' | 'engage' | 'groups';
 export interface BatchOutcome {
   /** Records stored or applied (for events: new ones plus duplicates already stored). */
   accepted: number;
+  /** Events among `accepted` that were already stored (the same $insert_id, event, user and time). */
+  duplicates: number;
   errors: RecordError[];
 }
 
@@ -176,13 +178,13 @@ export class Ingestor {
     const { inserted, duplicates } = batches.length ? await this.#writer.writeEvents(batches, now) : { inserted: 0, duplicates: 0 };
     this.metrics.eventsIngested.inc({ endpoint }, inserted);
     if (duplicates) this.metrics.eventsDuplicate.inc({ endpoint }, duplicates);
-    return this.#finish(endpoint, count, errors);
+    return this.#finish(endpoint, count, errors, duplicates);
   }
 
-  #finish(endpoint: Endpoint, accepted: number, errors: RecordError[]): BatchOutcome {
+  #finish(endpoint: Endpoint, accepted: number, errors: RecordError[], duplicates = 0): BatchOutcome {
     errors.sort((a, b) => a.index - b.index);
     for (const e of errors) this.metrics.recordsRejected.inc({ endpoint, field: e.field });
     if (errors.length) this.metrics.requestsRejected.inc({ endpoint, reason: 'invalid_records' });
-    return { accepted, errors };
+    return { accepted, duplicates, errors };
   }
 }
