@@ -105,21 +105,29 @@ export async function importRecords(store: Store, limits: IngestLimits, project:
     opts.onProgress?.(stats);
   };
 
-  for await (const read of readRecords(input)) {
-    stats.records++;
-    const record = !read.ok ? undefined : kind === 'events' ? withInsertId(read.value) : asProfileUpdate(read.value, project.token, setOnce);
-    const problem = !read.ok ? read.reason : record === undefined ? NOT_A_PROFILE : strict ? check(record) : undefined;
-    if (problem !== undefined) {
-      reject(read.at, problem);
-      if (stats.stoppedAt) break;
-      continue;
+  const readAll = async () => {
+    for await (const read of readRecords(input)) {
+      stats.records++;
+      const record = !read.ok ? undefined : kind === 'events' ? withInsertId(read.value) : asProfileUpdate(read.value, project.token, setOnce);
+      const problem = !read.ok ? read.reason : record === undefined ? NOT_A_PROFILE : strict ? check(record) : undefined;
+      if (problem !== undefined) {
+        reject(read.at, problem);
+        if (stats.stoppedAt) return;
+        continue;
+      }
+      batch.push(record);
+      positions.push(read.at);
+      if (batch.length >= batchSize) await flush();
+      if (stats.stoppedAt) return;
     }
-    batch.push(record);
-    positions.push(read.at);
-    if (batch.length >= batchSize) await flush();
-    if (stats.stoppedAt) break;
+  };
+
+  try {
+    await readAll();
+  } finally {
+    // What was read before the input failed (a syntax error that ends it, Ctrl-C) is written too.
+    await flush();
   }
-  await flush();
   return stats;
 }
 

@@ -60,10 +60,7 @@ export async function* readRecords(stream: Readable): AsyncGenerator<ReadRecord>
   parser.on('error', (err) => values.destroy(err));
   stream.pipe(parser);
   try {
-    for await (const { value } of values as AsyncIterable<{ value: unknown }>) {
-      if (shape === 'json-array') yield { ok: true, value, at: { record: ++record } };
-      else yield* expand(value);
-    }
+    for await (const { value } of values as AsyncIterable<{ value: unknown }>) yield* expand(value);
   } catch (err) {
     throw new Error(`the input is not valid JSON after record ${record}: ${(err as Error).message}`);
   }

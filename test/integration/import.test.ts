@@ -167,6 +167,19 @@ describe('cohortcast import profiles', () => {
   });
 });
 
+describe('inputs that are not what they claim', () => {
+  it('takes Engage pages inside a JSON array, and ends with the place of a syntax error in one', async () => {
+    const pages = write('pages-array.json', JSON.stringify([{ results: [{ $distinct_id: 'arr-1', $properties: { plan: 'team' } }] }, { results: [{ $distinct_id: 'arr-2', $properties: {} }] }]));
+    expect(summaryOf((await importCli(['profiles', pages, '--json'])).stdout)).toMatchObject({ records: 2, imported: 2 });
+    const broken = write('broken.json', `[${JSON.stringify(exported(9000))}, ${JSON.stringify(exported(9001))}, {"event": oops}]`);
+    const res = await importCli(['events', broken]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/^cohortcast: the input is not valid JSON after record 2: /);
+    // What came before the mistake is stored: running again after fixing the file doubles nothing.
+    expect(await eventCount((q) => q.where('insert_id', 'in', ['ins-9000', 'ins-9001']))).toBe(2);
+  });
+});
+
 describe('the progress line', () => {
   const file = () => write('progress.ndjson', ndjson(Array.from({ length: 3000 }, (_, i) => exported(5000 + i))));
 
