@@ -16,7 +16,8 @@
 //   import     `cohortcast import events FILE --json` on another fresh data folder: wall time from
 //              start to exit (process start and migration included), the peak and the RSS at 10%,
 //              50% and 90% of the run (VmHWM and VmRSS read from /proc every 500 ms), its --json
-//              summary
+//              summary; on SQLite also the largest the write-ahead log grew (sampled with the memory)
+//              and the database file's size afterwards (the HTTP run reports both too)
 //   re-import  the same command again on the same folder: it must add nothing
 // After each run the stored event count is checked: the events acknowledged over HTTP, BENCH_EVENTS
 // after the import, still BENCH_EVENTS after the re-import. The goal: the import at no less than half
@@ -37,6 +38,7 @@
 //                               a note, if impossible)
 //   BENCH_CPU_PROF=DIR          run the cohortcast children (serve and import) under `node --cpu-prof`
 //                               writing into DIR (summarise with `node bench/cpu-profile-top.js FILE`)
+//   BENCH_IMPORT_ARGS="…"      more arguments for both imports (e.g. "--batch 20000"), split on spaces
 //   BENCH_IMPORT_TIMEOUT_S=3600 give up on an import running longer than this
 //   BENCH_SHOW_SERVER_STDERR=1  copy the children's stderr to this one's
 //   BENCH_KEEP=1                keep the temporary folder (the file and data folders) and the databases
@@ -68,6 +70,7 @@ const GZIP = process.env.BENCH_GZIP === '1';
 const REIMPORT = process.env.BENCH_REIMPORT !== '0';
 const TARGETS = (process.env.BENCH_TARGETS ?? 'sqlite').split(',').map((s) => s.trim()).filter(Boolean);
 const CPU_PROF = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
+const IMPORT_ARGS = (process.env.BENCH_IMPORT_ARGS ?? '').split(/\s+/).filter(Boolean);
 const IMPORT_TIMEOUT_MS = envInt('BENCH_IMPORT_TIMEOUT_S', 3600) * 1000;
 const KEEP = process.env.BENCH_KEEP === '1';
 // Mixpanel's /import limit, and ours: records in one request.
@@ -185,17 +188,28 @@ function memoryKb(pid) {
   }
 }
 
+/** Bytes of a file, 0 when it is not there. */
+function fileBytes(file) {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
 /**
- * Samples a child's memory and CPU every SAMPLE_MS until stop(); the first sample at once when
- * `now` (a running server), else after SAMPLE_MS (a process just spawned has no RSS worth reading).
+ * Samples a child's memory and CPU every SAMPLE_MS until stop(), and with `sqliteDir` the size of
+ * its SQLite write-ahead log; the first sample at once when `now` (a running server), else after
+ * SAMPLE_MS (a process just spawned has no RSS worth reading).
  */
-function sampler(pid, { now = false } = {}) {
+function sampler(pid, { now = false, sqliteDir } = {}) {
   const t0 = performance.now();
   const samples = [];
   const tick = () => {
     const m = memoryKb(pid);
     const cpu = cpuSeconds(pid);
-    if (m) samples.push({ t: performance.now() - t0, ...m, cpu });
+    const wal = sqliteDir ? fileBytes(path.join(sqliteDir, 'cohortcast.db-wal')) : NaN;
+    if (m) samples.push({ t: performance.now() - t0, ...m, cpu, wal });
   };
   if (now) tick();
   const timer = setInterval(tick, SAMPLE_MS);
@@ -208,9 +222,9 @@ function sampler(pid, { now = false } = {}) {
   };
 }
 
-/** Peak RSS, the RSS nearest 10%, 50% and 90% of `durationMs`, and CPU seconds, from a sampler's samples. */
+/** Peak RSS, the RSS nearest 10%, 50% and 90% of `durationMs`, CPU seconds and the largest WAL, from a sampler's samples. */
 function memorySummary(samples, durationMs) {
-  if (samples.length === 0) return { peakMb: NaN, rssMb: {}, cpuS: NaN, samples: 0 };
+  if (samples.length === 0) return { peakMb: NaN, rssMb: {}, cpuS: NaN, peakWalMb: NaN, samples: 0 };
   const peakKb = Math.max(...samples.map((s) => Math.max(s.hwm, s.rss)));
   const at = (fraction) => {
     const t = fraction * durationMs;
@@ -223,6 +237,7 @@ function memorySummary(samples, durationMs) {
     peakMb: mb(peakKb),
     rssMb: { 10: at(0.1), 50: at(0.5), 90: at(0.9) },
     cpuS: cpus.length ? Math.max(...cpus) : NaN,
+    peakWalMb: Math.max(...samples.map((s) => s.wal)) / 1e6,
     samples: samples.length,
   };
 }
@@ -333,7 +348,7 @@ async function runHttp(target, file, databaseUrl, workDir) {
   try {
     await waitReady(handle, `${origin}/healthz`);
     log(`${target} HTTP: cohortcast serve on ${origin}, data in ${dataDir}; sending on ${CONNECTIONS} connections`);
-    const mem = sampler(handle.child.pid, { now: true });
+    const mem = sampler(handle.child.pid, { now: true, sqliteDir: databaseUrl ? undefined : dataDir });
     t = performance.now();
     try {
       result = await sendAll(origin, project.secret, bodies, handle.child.pid);
@@ -350,9 +365,11 @@ async function runHttp(target, file, databaseUrl, workDir) {
   }
   result.stored = await storedEvents(target, dataDir, databaseUrl);
   result.memory = memory;
+  result.dbMb = databaseUrl ? NaN : fileBytes(path.join(dataDir, 'cohortcast.db')) / 1e6;
   log(
     `${target} HTTP: ${fmt(result.acknowledged)} events in ${fmt(result.seconds, 2)} s = ${fmt(result.eventsPerS)} events/s ` +
-      `(server ${fmt(result.cores, 2)} cores, peak RSS ${fmt(memory.peakMb)} MB); stored ${fmt(result.stored)}`,
+      `(server ${fmt(result.cores, 2)} cores, peak RSS ${fmt(memory.peakMb)} MB` +
+      `${databaseUrl ? '' : `, WAL at most ${fmt(memory.peakWalMb)} MB, database ${fmt(result.dbMb)} MB`}); stored ${fmt(result.stored)}`,
   );
   return result;
 }
@@ -362,12 +379,12 @@ async function runHttp(target, file, databaseUrl, workDir) {
 
 async function runImport(name, target, file, project, dataDir, databaseUrl) {
   const env = childEnv(databaseUrl);
-  const args = [...profArgs(name), CLI, 'import', 'events', file, '--project', String(project.id), '--json', '--data-dir', dataDir];
+  const args = [...profArgs(name), CLI, 'import', 'events', file, '--project', String(project.id), '--json', '--data-dir', dataDir, ...IMPORT_ARGS];
   const t0 = performance.now();
   const handle = startChild(name, args, env);
   let stdout = '';
   handle.child.stdout.on('data', (c) => (stdout += c.toString()));
-  const mem = sampler(handle.child.pid);
+  const mem = sampler(handle.child.pid, { sqliteDir: databaseUrl ? undefined : dataDir });
   // Progress every 30 s, so a long run shows it is alive (and how its memory goes).
   const progress = setInterval(() => {
     const last = mem.samples.at(-1);
@@ -396,12 +413,13 @@ async function runImport(name, target, file, project, dataDir, databaseUrl) {
     throw new Error(`${name} printed no JSON summary on stdout:\n${stdout.slice(-2000)}`);
   }
   const stored = await storedEvents(target, dataDir, databaseUrl);
+  const dbMb = databaseUrl ? NaN : fileBytes(path.join(dataDir, 'cohortcast.db')) / 1e6;
   log(
     `${name}: ${fmt(wallS, 2)} s wall (the command's own: ${fmt(summary.seconds, 2)} s), imported ${fmt(summary.imported)}, duplicates ${fmt(summary.duplicates)}, ` +
       `rejected ${fmt(summary.rejected)}; peak RSS ${fmt(memory.peakMb)} MB (10/50/90%: ${fmt(memory.rssMb[10])}/${fmt(memory.rssMb[50])}/${fmt(memory.rssMb[90])}), ` +
-      `CPU ${fmt(memory.cpuS, 1)} s; stored ${fmt(stored)}`,
+      `CPU ${fmt(memory.cpuS, 1)} s${databaseUrl ? '' : `; WAL at most ${fmt(memory.peakWalMb)} MB, database ${fmt(dbMb)} MB`}; stored ${fmt(stored)}`,
   );
-  return { wallS, eventsPerS: EVENTS / wallS, summary, memory, cores: memory.cpuS / wallS, stored };
+  return { wallS, eventsPerS: EVENTS / wallS, summary, memory, cores: memory.cpuS / wallS, stored, dbMb };
 }
 
 async function runTarget(target, file, workDir, notes, problems) {
@@ -454,7 +472,8 @@ async function main() {
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm run bench:import does)`);
   log(
     `node ${process.version}, ${os.cpus().length} CPU(s); ${fmt(EVENTS)} events in the file${GZIP ? ' (gzip)' : ''}, ` +
-      `the first ${fmt(HTTP_EVENTS)} over HTTP on ${CONNECTIONS} connections; targets: ${TARGETS.join(', ')}`,
+      `the first ${fmt(HTTP_EVENTS)} over HTTP on ${CONNECTIONS} connections; targets: ${TARGETS.join(', ')}` +
+      (IMPORT_ARGS.length ? `; import arguments: ${IMPORT_ARGS.join(' ')}` : ''),
   );
   const notes = [];
   const problems = [];
@@ -475,18 +494,18 @@ async function main() {
 
   await cleanup();
 
-  const rows = [['target', 'run', 'events', 'seconds', 'events/s', 'vs HTTP', 'peak RSS MB', 'RSS 10/50/90% MB', 'CPU cores']];
+  const rows = [['target', 'run', 'events', 'seconds', 'events/s', 'vs HTTP', 'peak RSS MB', 'RSS 10/50/90% MB', 'CPU cores', 'peak WAL MB']];
   const verdicts = [];
   for (const [target, { http, first, again }] of Object.entries(results)) {
     const ratio = (r) => fmt(r.eventsPerS / http.eventsPerS, 3) + 'x';
     const rss = (m) => `${fmt(m.rssMb[10])} / ${fmt(m.rssMb[50])} / ${fmt(m.rssMb[90])}`;
-    rows.push([target, 'POST /import (HTTP)', fmt(http.acknowledged), fmt(http.seconds, 1), fmt(http.eventsPerS), '1.000x', fmt(http.memory.peakMb), rss(http.memory), fmt(http.cores, 2)]);
-    rows.push([target, 'import', fmt(EVENTS), fmt(first.wallS, 1), fmt(first.eventsPerS), ratio(first), fmt(first.memory.peakMb), rss(first.memory), fmt(first.cores, 2)]);
-    if (again) rows.push([target, 're-import', fmt(EVENTS), fmt(again.wallS, 1), fmt(again.eventsPerS), ratio(again), fmt(again.memory.peakMb), rss(again.memory), fmt(again.cores, 2)]);
+    rows.push([target, 'POST /import (HTTP)', fmt(http.acknowledged), fmt(http.seconds, 1), fmt(http.eventsPerS), '1.000x', fmt(http.memory.peakMb), rss(http.memory), fmt(http.cores, 2), fmt(http.memory.peakWalMb)]);
+    rows.push([target, 'import', fmt(EVENTS), fmt(first.wallS, 1), fmt(first.eventsPerS), ratio(first), fmt(first.memory.peakMb), rss(first.memory), fmt(first.cores, 2), fmt(first.memory.peakWalMb)]);
+    if (again) rows.push([target, 're-import', fmt(EVENTS), fmt(again.wallS, 1), fmt(again.eventsPerS), ratio(again), fmt(again.memory.peakMb), rss(again.memory), fmt(again.cores, 2), fmt(again.memory.peakWalMb)]);
     const met = first.eventsPerS >= TARGET_RATIO * http.eventsPerS;
     verdicts.push(`${target}: import at least half of /import over HTTP: ${met ? 'met' : 'NOT met'} (${ratio(first)})`);
   }
-  for (const target of TARGETS) if (!results[target]) rows.push([target, 'skipped', '-', '-', '-', '-', '-', '-', '-']);
+  for (const target of TARGETS) if (!results[target]) rows.push([target, 'skipped', '-', '-', '-', '-', '-', '-', '-', '-']);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   console.log('');
   for (const [i, row] of rows.entries()) {
@@ -506,6 +525,7 @@ async function main() {
     users: USERS,
     days: DAYS,
     gzip: GZIP,
+    import_args: IMPORT_ARGS.join(' '),
     file_bytes: generated.bytes,
     generate_seconds: round(generated.seconds, 2),
   };
@@ -516,6 +536,8 @@ async function main() {
       [`${t}_http_server_cores`]: round(http.cores, 2),
       [`${t}_http_server_peak_rss_mb`]: round(http.memory.peakMb),
       [`${t}_http_stored`]: http.stored,
+      [`${t}_http_peak_wal_mb`]: round(http.memory.peakWalMb),
+      [`${t}_http_database_mb`]: round(http.dbMb),
       [`${t}_import_events_per_s`]: round(first.eventsPerS),
       [`${t}_import_ratio`]: round(first.eventsPerS / http.eventsPerS, 4),
       [`${t}_import_met`]: first.eventsPerS >= TARGET_RATIO * http.eventsPerS,
@@ -531,6 +553,8 @@ async function main() {
       [`${t}_import_rss_mb_50`]: round(first.memory.rssMb[50]),
       [`${t}_import_rss_mb_90`]: round(first.memory.rssMb[90]),
       [`${t}_import_cores`]: round(first.cores, 2),
+      [`${t}_import_peak_wal_mb`]: round(first.memory.peakWalMb),
+      [`${t}_import_database_mb`]: round(first.dbMb),
     });
     if (again) {
       Object.assign(figures, {
@@ -541,6 +565,7 @@ async function main() {
         [`${t}_reimport_stored`]: again.stored,
         [`${t}_reimport_peak_rss_mb`]: round(again.memory.peakMb),
         [`${t}_reimport_cores`]: round(again.cores, 2),
+      [`${t}_reimport_peak_wal_mb`]: round(again.memory.peakWalMb),
       });
     }
   }
