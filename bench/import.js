@@ -57,9 +57,8 @@ import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import { Pool } from 'undici';
 import { freshDatabase, postgresAdminUrlOrSkip } from './lib/postgres.js';
-import { cleanup, cpuSeconds, envInt, freePort, log, noteMachineLoad, onCleanup, ROOT, run, runMain, startChild, stopChild, waitReady } from './lib/processes.js';
-
-const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+import { prng } from './lib/prng.js';
+import { cleanup, CLI, cpuSeconds, createProject, envInt, freePort, log, noteMachineLoad, onCleanup, runMain, serviceEnv, startChild, stopChild, waitReady } from './lib/processes.js';
 
 const EVENTS = Math.floor(envInt('BENCH_EVENTS', 10_000_000));
 const HTTP_EVENTS = Math.min(EVENTS, Math.floor(envInt('BENCH_HTTP_EVENTS', 1_000_000)));
@@ -96,18 +95,6 @@ const OSES = ['Windows', 'Mac OS X', 'iOS', 'Android', 'Linux'];
 const COUNTRIES = ['US', 'US', 'GB', 'DE', 'FR', 'IN', 'BR', 'JP'];
 const SOURCES = ['google', 'newsletter', 'twitter', 'direct', 'direct'];
 const PATHS = ['/', '/pricing', '/docs', '/blog', '/signup', '/cart', '/checkout'];
-
-/** A small deterministic PRNG, so every run writes the same events (bar their times). */
-function prng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Lines of the file, joined into chunks of about 1 MB. Every value is plain ASCII: no escaping needed. */
 function* exportChunks(count, endSeconds) {
@@ -242,22 +229,7 @@ function memorySummary(samples, durationMs) {
   };
 }
 
-function childEnv(databaseUrl) {
-  const env = { ...process.env, COHORTCAST_LOG_LEVEL: 'warn' };
-  delete env.DATABASE_URL;
-  delete env.COHORTCAST_DATA_DIR;
-  if (databaseUrl) env.DATABASE_URL = databaseUrl;
-  return env;
-}
-
 const profArgs = (name) => (CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : []);
-
-async function createProject(env, dataDir) {
-  const out = await run(process.execPath, [CLI, 'project', 'create', '--name', 'bench', '--json', '--data-dir', dataDir], { env });
-  const project = JSON.parse(out.trim().split('\n').pop());
-  if (typeof project.secret !== 'string') throw new Error(`project create printed no secret: ${out}`);
-  return project;
-}
 
 /** Stored events: the SQLite file opened read-only, or the PostgreSQL database. */
 async function storedEvents(target, dataDir, databaseUrl) {
@@ -333,9 +305,9 @@ async function sendAll(origin, secret, bodies, pid) {
 }
 
 async function runHttp(target, file, databaseUrl, workDir) {
-  const env = childEnv(databaseUrl);
+  const env = serviceEnv(databaseUrl);
   const dataDir = fs.mkdtempSync(path.join(workDir, `${target}-http-`));
-  const project = await createProject(env, dataDir);
+  const project = await createProject(env, dataDir, 'bench');
   let t = performance.now();
   const bodies = await readBodies(file, HTTP_EVENTS);
   log(`${target} HTTP: read the first ${fmt(HTTP_EVENTS)} events into ${bodies.length} bodies of up to ${BATCH} (${fmt(bodies[0].body.length / 1e6, 2)} MB each) in ${fmt(performance.now() - t)} ms`);
@@ -378,7 +350,7 @@ async function runHttp(target, file, databaseUrl, workDir) {
 // The import: `cohortcast import events FILE --json` as a child.
 
 async function runImport(name, target, file, project, dataDir, databaseUrl) {
-  const env = childEnv(databaseUrl);
+  const env = serviceEnv(databaseUrl);
   const args = [...profArgs(name), CLI, 'import', 'events', file, '--project', String(project.id), '--json', '--data-dir', dataDir, ...IMPORT_ARGS];
   const t0 = performance.now();
   const handle = startChild(name, args, env);
@@ -444,7 +416,7 @@ async function runTarget(target, file, workDir, notes, problems) {
   check(http.acknowledged === HTTP_EVENTS, `HTTP: ${http.acknowledged} events acknowledged of ${HTTP_EVENTS} sent`);
 
   const dataDir = fs.mkdtempSync(path.join(workDir, `${target}-import-`));
-  const project = await createProject(childEnv(importUrl), dataDir);
+  const project = await createProject(serviceEnv(importUrl), dataDir, 'bench');
   log(`${target} import: ${fmt(EVENTS)} events into ${importUrl ? new URL(importUrl).pathname.slice(1) : dataDir}`);
   const first = await runImport(`${target}-import`, target, file, project, dataDir, importUrl);
   const s = first.summary;

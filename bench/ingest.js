@@ -31,9 +31,9 @@ import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import { Pool } from 'undici';
 import { freshDatabase, postgresAdminUrlOrSkip } from './lib/postgres.js';
-import { cleanup, cpuSeconds, envInt, freePort, log, noteMachineLoad, onCleanup, ROOT, run, runMain, startChild, stopChild, waitReady } from './lib/processes.js';
+import { prng } from './lib/prng.js';
+import { cleanup, CLI, cpuSeconds, createProject, envInt, freePort, log, noteMachineLoad, onCleanup, ROOT, runMain, serviceEnv, startChild, stopChild, waitReady } from './lib/processes.js';
 
-const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const NOOP = path.join(ROOT, 'bench', 'noop-server.js');
 
 const SECONDS = envInt('BENCH_SECONDS', 5, 0.1);
@@ -61,18 +61,6 @@ const BROWSERS = ['Chrome', 'Firefox', 'Safari', 'Edge'];
 const OSES = ['Mac OS X', 'Windows', 'Linux', 'iOS', 'Android'];
 const SOURCES = ['google', 'newsletter', 'twitter', 'direct'];
 const WIDTHS = [390, 1280, 1440, 1920];
-
-/** A small deterministic PRNG, so every run sends the same shape of data. */
-function prng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function makeBodies(token, count, tag) {
   const rand = prng(count * 7919 + tag.length);
@@ -225,22 +213,6 @@ async function load(origin, bodies, { unique, pid }) {
 
 // ---------------------------------------------------------------------------------------------
 // Targets.
-
-function serviceEnv(databaseUrl) {
-  const env = { ...process.env, COHORTCAST_LOG_LEVEL: 'warn' };
-  delete env.DATABASE_URL;
-  delete env.COHORTCAST_DATA_DIR;
-  if (databaseUrl) env.DATABASE_URL = databaseUrl;
-  return env;
-}
-
-async function createProject(env, dataDir) {
-  const out = await run(process.execPath, [CLI, 'project', 'create', '--name', 'Bench', '--json', '--data-dir', dataDir], { env });
-  const line = out.trim().split('\n').pop();
-  const project = JSON.parse(line);
-  if (typeof project.token !== 'string') throw new Error(`project create printed no token: ${out}`);
-  return project;
-}
 
 async function startService(name, env, dataDir) {
   const port = await freePort();

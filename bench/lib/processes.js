@@ -1,5 +1,6 @@
 // What bench/ingest.js and bench/delivery.js both need around their child processes: starting and
-// stopping them, one cleanup for the end, an error and Ctrl-C, free ports, readiness, CPU seconds.
+// stopping them, one cleanup for the end, an error and Ctrl-C, free ports, readiness, CPU seconds;
+// for bench/ingest.js and bench/import.js also a cohortcast child's environment and a new project.
 // Kept in one place so both benchmarks clean up (and count) the same way.
 //
 // Importing this module installs the exit, SIGINT and SIGTERM handlers. Each benchmark registers what
@@ -202,6 +203,28 @@ export function cpuSeconds(pid) {
   } catch {
     return NaN;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cohortcast children (bench/ingest.js, bench/import.js).
+
+export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+
+/** The environment of a cohortcast child: quiet logs, SQLite in --data-dir unless `databaseUrl`. */
+export function serviceEnv(databaseUrl) {
+  const env = { ...process.env, COHORTCAST_LOG_LEVEL: 'warn' };
+  delete env.DATABASE_URL;
+  delete env.COHORTCAST_DATA_DIR;
+  if (databaseUrl) env.DATABASE_URL = databaseUrl;
+  return env;
+}
+
+/** `cohortcast project create --json`: resolves with what it printed ({id, token, secret, …}). */
+export async function createProject(env, dataDir, name = 'Bench') {
+  const out = await run(process.execPath, [CLI, 'project', 'create', '--name', name, '--json', '--data-dir', dataDir], { env });
+  const project = JSON.parse(out.trim().split('\n').pop());
+  if (typeof project.token !== 'string' || typeof project.secret !== 'string') throw new Error(`project create printed no token or secret: ${out}`);
+  return project;
 }
 
 /** Adds a note (and logs a warning) when the machine was already busy before the run: the figures may be low. */
