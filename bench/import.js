@@ -42,9 +42,9 @@
 //   BENCH_IMPORT_TIMEOUT_S=3600 give up on an import running longer than this
 //   BENCH_SHOW_SERVER_STDERR=1  copy the children's stderr to this one's
 //   BENCH_KEEP=1                keep the temporary folder (the file and data folders) and the databases
-// The temporary folder is made in TMPDIR (os.tmpdir()); the default file takes about 3 GB, the
-// imported database about 3.7 GB, and its write-ahead log reached about 61 GB at its largest on
-// 2026-12-06 (see the README's Benchmarks: Import): keep that much disk free.
+// The temporary folder is made in TMPDIR (os.tmpdir()); the default file takes about 3 GB and the
+// imported database about 3.7 GB: keep about 8 GB free. (The write-ahead log stays under
+// COHORTCAST_SQLITE_WAL_RESTART_BYTES and a batch: it grew to 61 GB before the import restarted it.)
 // Output: progress on stderr; on stdout a table, the verdict for each target, then one final line
 // holding a JSON object of the figures. Exits 1 after printing them if a count check failed.
 import fs from 'node:fs';

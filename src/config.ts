@@ -23,6 +23,8 @@ export interface Config {
     busyTimeoutMs: number;
     /** How often a background thread checkpoints the WAL into the database file. */
     checkpointIntervalMs: number;
+    /** Back-to-back writes (an import) leave that thread no moment to finish: past this size the writer restarts the WAL itself. */
+    walRestartBytes: number;
     /** Ingestion requests that may share one transaction (group commit). */
     maxGroupedRequests: number;
   };
@@ -348,6 +350,7 @@ export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.e
       synchronous,
       busyTimeoutMs: intFromEnv(env, 'COHORTCAST_SQLITE_BUSY_TIMEOUT_MS', 5000),
       checkpointIntervalMs: intFromEnv(env, 'COHORTCAST_SQLITE_CHECKPOINT_INTERVAL_MS', 100, 1),
+      walRestartBytes: intFromEnv(env, 'COHORTCAST_SQLITE_WAL_RESTART_BYTES', 128 * 1024 * 1024, 1024 * 1024),
       maxGroupedRequests: intFromEnv(env, 'COHORTCAST_SQLITE_MAX_GROUPED_REQUESTS', 64, 1),
     },
     postgres: {

@@ -52,15 +52,16 @@ export async function runImport(
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  let final: Reading;
+  let stats: Reading['stats'];
   try {
-    final = await withStore(flags, async (store) => {
+    stats = await withStore(flags, async (store) => {
       const project = await pickProject(store, flags.project);
-      const stats = await importRecords(store, config.ingest, project, source.stream, {
+      return importRecords(store, config.ingest, project, source.stream, {
         kind,
         setOnce: flags.setOnce,
         strict: flags.strict,
         batchSize: flags.batch,
+        walRestartBytes: config.sqlite.walRestartBytes,
         onProgress: (s) => {
           const now = performance.now();
           if (!showProgress || now - last < every) return;
@@ -68,7 +69,6 @@ export async function runImport(
           draw(progressLine(kind, reading(s)));
         },
       });
-      return reading(stats);
     });
   } catch (err) {
     if (terminal && shown) process.stderr.write('\n');
@@ -81,6 +81,8 @@ export async function runImport(
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+  // Timed after the store is closed: its last checkpoint is part of the import.
+  const final = reading(stats);
   if (showProgress) draw(progressLine(kind, final));
   if (terminal && shown) process.stderr.write('\n');
   process.stdout.write(`${flags.json ? JSON.stringify(summaryJson(kind, final)) : summaryText(kind, final)}\n`);

@@ -8,6 +8,7 @@ import { parseUserUpdate } from '../ingest/profile-ops.js';
 import { createMetrics } from '../observability/metrics.js';
 import { ProjectDirectory, type Project } from '../projects/projects.js';
 import type { Store } from '../store/database.js';
+import { restartWalPast } from '../store/sqlite-checkpointer.js';
 import { describePosition, readRecords, type Position } from './records.js';
 
 export type ImportKind = 'events' | 'profiles';
@@ -22,6 +23,8 @@ export interface ImportOptions {
   batchSize?: number;
   /** Bad records reported one by one (all are counted). */
   reportErrors?: number;
+  /** SQLite: the WAL's size past which it is restarted between batches (config.sqlite.walRestartBytes). */
+  walRestartBytes?: number;
   /** Called after each batch is written. */
   onProgress?: (stats: ImportStats) => void;
 }
@@ -102,6 +105,7 @@ export async function importRecords(store: Store, limits: IngestLimits, project:
     stats.duplicates += outcome.duplicates;
     batch = [];
     positions = [];
+    if (opts.walRestartBytes !== undefined) restartWalPast(store, opts.walRestartBytes);
     opts.onProgress?.(stats);
   };
 
