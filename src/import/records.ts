@@ -57,13 +57,15 @@ export async function* readRecords(stream: Readable): AsyncGenerator<ReadRecord>
   const parser = StreamJson.parser({ jsonStreaming: shape === 'json-values' });
   const values = parser.pipe(shape === 'json-array' ? StreamArray.streamArray() : StreamValues.streamValues());
   stream.on('error', (err) => values.destroy(err));
-  parser.on('error', (err) => values.destroy(err));
+  // A syntax error ends the values once those parsed before it are taken (destroying would drop them).
+  let syntax: Error | undefined;
+  parser.on('error', (err) => {
+    syntax = err;
+    values.end();
+  });
   stream.pipe(parser);
-  try {
-    for await (const { value } of values as AsyncIterable<{ value: unknown }>) yield* expand(value);
-  } catch (err) {
-    throw new Error(`the input is not valid JSON after record ${record}: ${(err as Error).message}`);
-  }
+  for await (const { value } of values as AsyncIterable<{ value: unknown }>) yield* expand(value);
+  if (syntax) throw new Error(`the input is not valid JSON after record ${record}: ${syntax.message}`);
 }
 
 const isPage = (v: unknown): v is { results: unknown[] } => typeof v === 'object' && v !== null && !Array.isArray(v) && Array.isArray((v as { results?: unknown }).results);

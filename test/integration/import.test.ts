@@ -6,7 +6,7 @@ import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/database.js';
 import { cliPath, createProjectWithCli, killAllCliChildren, repoRoot, runCli, type CliProject } from '../helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { createTestDatabase, dialectUnderTest, type TestDatabase } from '../helpers/database.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -128,6 +128,38 @@ describe('cohortcast import events', () => {
       expect(await eventCount(ours)).toBe(total);
     });
   }
+});
+
+describe.skipIf(dialectUnderTest === 'postgres')('the write-ahead log during an import (SQLite)', () => {
+  /** Imports `file` with the WAL restarted past `restartBytes`, answering the largest the WAL was seen. */
+  async function largestWal(file: string, restartBytes: number): Promise<number> {
+    // A data folder of its own, so no earlier import's log is measured.
+    const folder = fs.mkdtempSync(path.join(dir, 'wal-'));
+    await createProjectWithCli('WAL', ['--data-dir', folder], db.env);
+    const wal = path.join(folder, 'cohortcast.db-wal');
+    const env = { ...process.env, ...db.env, COHORTCAST_SQLITE_WAL_RESTART_BYTES: String(restartBytes) };
+    const child = spawn(process.execPath, [cliPath, 'import', 'events', file, '--batch', '1000', '--data-dir', folder], { env, cwd: repoRoot });
+    let running = true;
+    const closed = new Promise<number | null>((r) => child.once('close', (code) => ((running = false), r(code))));
+    let largest = 0;
+    while (running) {
+      largest = Math.max(largest, fs.statSync(wal, { throwIfNoEntry: false })?.size ?? 0);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(await closed).toBe(0);
+    return largest;
+  }
+
+  it('stays near COHORTCAST_SQLITE_WAL_RESTART_BYTES, where back-to-back batches would let it grow', async () => {
+    const events = (from: number) =>
+      ndjson(Array.from({ length: 100_000 }, (_, i) => exported(from + i, { path: `/p/${i % 97}` })));
+    const file = write('wal.ndjson', events(400_000));
+    const unbounded = await largestWal(file, 1024 ** 4);
+    const bounded = await largestWal(file, 1024 * 1024);
+    // Left alone, 100,000 events leave tens of MB of log; restarted past 1 MB, it holds a batch more at most.
+    expect(unbounded).toBeGreaterThan(16 * 1024 * 1024);
+    expect(bounded).toBeLessThan(8 * 1024 * 1024);
+  });
 });
 
 describe('cohortcast import profiles', () => {
