@@ -10,7 +10,6 @@ export interface ImportSource {
   readonly bytesRead: number;
   /** The input's size when it is known (a regular file, or stdin redirected from one). */
   totalBytes: number | undefined;
-  gzip: boolean;
 }
 
 const GZIP_MAGIC = [0x1f, 0x8b];
@@ -20,7 +19,15 @@ const GZIP_MAGIC = [0x1f, 0x8b];
  * bytes (not the name), so a `.json` that is really gzip, or gzip piped in, both work.
  */
 export async function openSource(file: string): Promise<ImportSource> {
-  const fd = file === '-' ? 0 : fs.openSync(file, 'r');
+  let fd = 0;
+  if (file !== '-') {
+    try {
+      fd = fs.openSync(file, 'r');
+    } catch (err) {
+      const { code, message } = err as NodeJS.ErrnoException;
+      throw new Error(code === 'ENOENT' ? `there is no file ${file}` : `${file} cannot be read: ${message}`);
+    }
+  }
   const stat = fs.fstatSync(fd);
   const raw = fs.createReadStream('', { fd, highWaterMark: 1 << 20 });
   let bytesRead = 0;
@@ -46,7 +53,6 @@ export async function openSource(file: string): Promise<ImportSource> {
       return bytesRead;
     },
     totalBytes: stat.isFile() ? stat.size : undefined,
-    gzip,
   };
 }
 

@@ -200,6 +200,12 @@ describe('cohortcast import profiles', () => {
 });
 
 describe('inputs that are not what they claim', () => {
+  it('names a file that is not there', async () => {
+    const res = await importCli(['events', path.join(dir, 'nowhere.ndjson')]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toBe(`cohortcast: there is no file ${path.join(dir, 'nowhere.ndjson')}\n`);
+  });
+
   it('takes Engage pages inside a JSON array, and ends with the place of a syntax error in one', async () => {
     const pages = write('pages-array.json', JSON.stringify([{ results: [{ $distinct_id: 'arr-1', $properties: { plan: 'team' } }] }, { results: [{ $distinct_id: 'arr-2', $properties: {} }] }]));
     expect(summaryOf((await importCli(['profiles', pages, '--json'])).stdout)).toMatchObject({ records: 2, imported: 2 });
