@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { parseDuration } from './duration.js';
 
 /**
  * One typed configuration object, built from the environment and command-line flags.
@@ -268,15 +269,13 @@ const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: MINUTE, h: HOUR, d: DAY };
-
 /** A duration with a unit (`30d`, `12h`, `90m`, `45s`, `500ms`) or bare milliseconds. */
 function durationFromEnv(env: Env, name: string, fallback: number): number {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === '') return fallback;
-  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(raw);
-  if (!m) throw new Error(`${name} must be a duration such as 30d, 12h, 90m, 45s or 500ms (a bare number is milliseconds; 0 keeps for ever), got "${raw}"`);
-  return Number(m[1]) * UNITS[m[2] ?? 'ms']!;
+  const ms = parseDuration(raw);
+  if (ms === undefined) throw new Error(`${name} must be a duration such as 30d, 12h, 90m, 45s or 500ms (a bare number is milliseconds; 0 keeps for ever), got "${raw}"`);
+  return ms;
 }
 
 function retentionConfig(env: Env): RetentionConfig {

@@ -59,6 +59,24 @@ export function useOptions(path, label = (r) => `${r.name} (#${r.id})`) {
   return (state.data?.results ?? []).map((r) => [String(r.id), label(r)]);
 }
 
+/**
+ * One saved thing at `path` (e.g. /alerts/4): read, and changed by PATCH. After a save the form
+ * closes and the thing is read again (`afterSave` for what else depends on it); `editButton` opens
+ * and closes the form.
+ */
+export function useItem(path, { afterSave } = {}) {
+  const [state, reload] = useLoad(() => api(path), [path]);
+  const [editing, setEditing] = useState(false);
+  const save = async (body) => {
+    await api(path, { method: 'PATCH', body });
+    setEditing(false);
+    reload();
+    afterSave?.();
+  };
+  const editButton = html`<button type="button" onClick=${() => setEditing(!editing)} aria-expanded=${editing}>${editing ? 'Stop editing' : 'Edit'}</button>`;
+  return { state, reload, editing, save, editButton };
+}
+
 /** POST …/test and what came back: `show` renders the reply (what was sent, what the receiver said); `onDone` after it. */
 export function TestButton({ path, label = 'Test', show, onDone }) {
   const [state, run] = useAction(async () => {

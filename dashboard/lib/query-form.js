@@ -20,6 +20,3 @@ export function useQueryForm(page, query, keys) {
 
 /** The API's `property.NAME=VALUE` filter from a name and a value field (nothing when the name is empty). */
 export const propertyFilter = (name, value) => (name ? { [`property.${name}`]: value } : {});
-
-/** A datetime-local field's value (local time) as an ISO instant for the API, or undefined when empty. */
-export const isoFromLocal = (value) => (value ? new Date(value).toISOString() : undefined);

@@ -4,7 +4,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api } from '../lib/api.js';
 import { html } from '../lib/html.js';
 import { useAction, useLoad, usePaged } from '../lib/hooks.js';
-import { Choice, DeleteButton, FormError, ItemHead, JsonArea, RecentDeliveries, Reply, TestButton, errorAt, parseJson, useOptions } from '../lib/items.js';
+import { Choice, DeleteButton, FormError, ItemHead, JsonArea, RecentDeliveries, Reply, TestButton, errorAt, parseJson, useItem, useOptions } from '../lib/items.js';
 import { href, navigate } from '../lib/router.js';
 import { Badge, Field, Json, LoadState, Pager, Time } from '../lib/ui.js';
 import { ResultChart } from './reports.js';
@@ -118,7 +118,8 @@ function History({ list }) {
 }
 
 function AlertItem({ id }) {
-  const [state, reload] = useLoad(() => api(`/alerts/${id}`), [id]);
+  const path = `/alerts/${id}`;
+  const { state, reload, editing, save, editButton } = useItem(path);
   const history = usePaged(`/alerts/${id}/history`, {}, { every: 5000 });
   const reportId = state.data?.report_id;
   const [result] = useLoad(() => (reportId ? api(`/reports/${reportId}/result`) : Promise.resolve(undefined)), [reportId]);
@@ -126,21 +127,14 @@ function AlertItem({ id }) {
   // A new check may have fired: read the alert again (last fired, quiet until).
   const latestCheck = history.data?.results[0]?.id;
   useEffect(() => void (latestCheck && reload()), [latestCheck]);
-  const [editing, setEditing] = useState(false);
   // Bumped by a test, so the history below reads again and shows it.
   const [tests, setTests] = useState(0);
   if (!state.data) return html`<${LoadState} state=${state} />`;
   const a = state.data;
-  const path = `/alerts/${a.id}`;
-  const save = async (body) => {
-    await api(path, { method: 'PATCH', body });
-    setEditing(false);
-    reload();
-  };
   const fired = (history.data?.results ?? []).filter((c) => c.notified).map((c) => Date.parse(c.bucket.from) / 1000);
   return html`<section>
     <${ItemHead} back="alerts" backLabel="Alerts" title=${a.name} state=${a.state}>
-      <button type="button" onClick=${() => setEditing(!editing)} aria-expanded=${editing}>${editing ? 'Stop editing' : 'Edit'}</button>
+      ${editButton}
       <${DeleteButton} path=${path} what=${`alert “${a.name}” and its history`} page="alerts" />
     </${ItemHead}>
     ${a.state_reason && html`<p class="error">${a.state_reason}</p>`}

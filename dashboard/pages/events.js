@@ -1,6 +1,7 @@
 import { html } from '../lib/html.js';
 import { usePaged } from '../lib/hooks.js';
-import { isoFromLocal, propertyFilter, useQueryForm } from '../lib/query-form.js';
+import { fromLocalInput } from '../lib/local-time.js';
+import { propertyFilter, useQueryForm } from '../lib/query-form.js';
 import { href } from '../lib/router.js';
 import { Field, Json, LoadState, Pager, Time } from '../lib/ui.js';
 
@@ -14,8 +15,8 @@ export function Events({ query }) {
     event: query.event,
     distinct_id: query.distinct_id,
     ...propertyFilter(query.property, query.value),
-    from: isoFromLocal(query.from),
-    to: isoFromLocal(query.to),
+    from: fromLocalInput(query.from),
+    to: fromLocalInput(query.to),
   });
   const { values, set } = form;
   return html`<section>

@@ -2,8 +2,8 @@
 import { useState } from 'preact/hooks';
 import { api } from '../lib/api.js';
 import { html } from '../lib/html.js';
-import { useAction, useLoad, usePaged } from '../lib/hooks.js';
-import { Choice, ConnectionName, DeleteButton, EnableButton, FormError, ItemHead, JsonArea, TestButton, errorAt, parseJson, useOptions } from '../lib/items.js';
+import { useAction, usePaged } from '../lib/hooks.js';
+import { Choice, ConnectionName, DeleteButton, EnableButton, FormError, ItemHead, JsonArea, TestButton, errorAt, parseJson, useItem, useOptions } from '../lib/items.js';
 import { href, navigate } from '../lib/router.js';
 import { Badge, Field, Json, LoadState, Pager, Select, Time } from '../lib/ui.js';
 
@@ -133,20 +133,14 @@ function Recipients({ id }) {
 }
 
 function MessageItem({ id }) {
-  const [state, reload] = useLoad(() => api(`/messages/${id}`), [id]);
-  const [editing, setEditing] = useState(false);
+  const path = `/messages/${id}`;
+  const { state, reload, editing, save, editButton } = useItem(path);
   if (!state.data) return html`<${LoadState} state=${state} />`;
   const m = state.data;
-  const path = `/messages/${m.id}`;
-  const save = async (body) => {
-    await api(path, { method: 'PATCH', body });
-    setEditing(false);
-    reload();
-  };
   return html`<section>
     <${ItemHead} back="messages" backLabel="Webhook messages" title=${m.name} state=${m.enabled ? 'active' : 'paused'}>
       <${EnableButton} path=${path} enabled=${m.enabled} onChanged=${reload} />
-      <button type="button" onClick=${() => setEditing(!editing)} aria-expanded=${editing}>${editing ? 'Stop editing' : 'Edit'}</button>
+      ${editButton}
       <${DeleteButton} path=${path} what=${`message “${m.name}”, its ledger and runs`} page="messages" />
     </${ItemHead}>
     ${editing && html`<${MessageForm} initial=${m} save=${save} submitLabel="Save changes" />`}

@@ -4,7 +4,7 @@ import { api } from '../lib/api.js';
 import { Chart } from '../lib/chart.js';
 import { html } from '../lib/html.js';
 import { useAction, useLoad, usePaged } from '../lib/hooks.js';
-import { Choice, DeleteButton, FormError, ItemHead, JsonArea, errorAt, parseJson } from '../lib/items.js';
+import { Choice, DeleteButton, FormError, ItemHead, JsonArea, errorAt, parseJson, useItem } from '../lib/items.js';
 import { href, navigate } from '../lib/router.js';
 import { Field, Json, LoadState, Pager, Time } from '../lib/ui.js';
 
@@ -78,21 +78,14 @@ function ReportList() {
 }
 
 function ReportItem({ id }) {
-  const [state, reload] = useLoad(() => api(`/reports/${id}`), [id]);
   const [result, reloadResult] = useLoad(() => api(`/reports/${id}/result`), [id]);
-  const [editing, setEditing] = useState(false);
+  const path = `/reports/${id}`;
+  const { state, editing, save, editButton } = useItem(path, { afterSave: reloadResult });
   if (!state.data) return html`<${LoadState} state=${state} />`;
   const r = state.data;
-  const path = `/reports/${r.id}`;
-  const save = async (body) => {
-    await api(path, { method: 'PATCH', body });
-    setEditing(false);
-    reload();
-    reloadResult();
-  };
   return html`<section>
     <${ItemHead} back="reports" backLabel="Reports" title=${r.name}>
-      <button type="button" onClick=${() => setEditing(!editing)} aria-expanded=${editing}>${editing ? 'Stop editing' : 'Edit'}</button>
+      ${editButton}
       <${DeleteButton} path=${path} what=${`report “${r.name}”`} page="reports" />
       <a href=${href('alerts', [], { report_id: r.id })}>New alert on it</a>
     </${ItemHead}>

@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import { api } from '../lib/api.js';
 import { html } from '../lib/html.js';
 import { useAction, useLoad, usePaged } from '../lib/hooks.js';
-import { ConnectionName, DeleteButton, EnableButton, FormError, ItemHead, JsonArea, RecentDeliveries, Reply, TestButton, errorAt, parseJson } from '../lib/items.js';
+import { ConnectionName, DeleteButton, EnableButton, FormError, ItemHead, JsonArea, RecentDeliveries, Reply, TestButton, errorAt, parseJson, useItem } from '../lib/items.js';
 import { href, navigate } from '../lib/router.js';
 import { Badge, Field, Json, LoadState, Pager, Time } from '../lib/ui.js';
 
@@ -100,22 +100,16 @@ function ChannelFacts({ channel }) {
 }
 
 function SubscriptionItem({ id }) {
-  const [state, reload] = useLoad(() => api(`/subscriptions/${id}`), [id]);
-  const [editing, setEditing] = useState(false);
+  const path = `/subscriptions/${id}`;
+  const { state, reload, editing, save, editButton } = useItem(path);
   // Bumped by a test, so the history below reads again and shows it.
   const [tests, setTests] = useState(0);
   if (!state.data) return html`<${LoadState} state=${state} />`;
   const s = state.data;
-  const path = `/subscriptions/${s.id}`;
-  const save = async (body) => {
-    await api(path, { method: 'PATCH', body });
-    setEditing(false);
-    reload();
-  };
   return html`<section>
     <${ItemHead} back="subscriptions" backLabel="Subscriptions" title=${s.name} state=${s.enabled ? 'active' : 'paused'}>
       <${EnableButton} path=${path} enabled=${s.enabled} onChanged=${reload} />
-      <button type="button" onClick=${() => setEditing(!editing)} aria-expanded=${editing}>${editing ? 'Stop editing' : 'Edit'}</button>
+      ${editButton}
       <${DeleteButton} path=${path} what=${`subscription “${s.name}”`} page="subscriptions" />
     </${ItemHead}>
     ${editing && html`<${SubscriptionForm} initial=${s} save=${save} submitLabel="Save changes" />`}

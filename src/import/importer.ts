@@ -9,7 +9,7 @@ import { createMetrics } from '../observability/metrics.js';
 import { ProjectDirectory, type Project } from '../projects/projects.js';
 import type { Store } from '../store/database.js';
 import { restartWalPast } from '../store/sqlite-checkpointer.js';
-import { describePosition, readRecords, type Position } from './records.js';
+import { readRecords, type Position } from './records.js';
 
 export type ImportKind = 'events' | 'profiles';
 
@@ -135,4 +135,3 @@ export async function importRecords(store: Store, limits: IngestLimits, project:
   return stats;
 }
 
-export { describePosition };

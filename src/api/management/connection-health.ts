@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ConnectionAdmin } from '../../delivery/connection-admin.js';
+import { parseDuration } from '../../duration.js';
 import { iso } from '../../iso-time.js';
 import { recentAttempts, type HealthAttempt } from '../../store/deliveries-repo.js';
 import { ApiError, errorSchema } from '../errors.js';
@@ -8,8 +9,7 @@ import { idParams } from './paging.js';
 /** Deliveries a health report reads at most (their attempts follow): see recentAttempts. */
 const SAMPLE = 1000;
 const LAST_ERRORS = 10;
-const UNIT_MS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000 };
-const MAX_WINDOW_MS = 30 * UNIT_MS.d!;
+const MAX_WINDOW_MS = parseDuration('30d')!;
 
 /** The value below which `fraction` of the sorted values lie (nearest rank). */
 const percentile = (sorted: number[], fraction: number) => sorted[Math.max(0, Math.ceil(fraction * sorted.length) - 1)]!;
@@ -85,7 +85,8 @@ export function connectionHealthRoute(app: FastifyInstance, admin: ConnectionAdm
     async (request) => {
       const { id } = request.params as { id: number };
       const { window } = request.query as { window: string };
-      const windowMs = Number(window.slice(0, -1)) * UNIT_MS[window.slice(-1)]!;
+      // The schema's pattern admits minutes, hours and days only.
+      const windowMs = parseDuration(window)!;
       if (windowMs > MAX_WINDOW_MS) throw new ApiError(400, 'invalid_window', 'window must be at most 30d');
       await admin.get(request.project.id, id);
       const since = Date.now() - windowMs;
